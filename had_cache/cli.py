@@ -1,0 +1,87 @@
+"""`had-cache`: stage one of HAD, teacher features of masked genome windows into a Zarr store."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import click
+
+from had_cache import teacher as teacher_mod
+from had_cache.errors import exit_on_had_error
+from had_cache.extract import ExtractConfig, extract
+from had_cache.reader import CacheReader
+
+DEMO_FASTA = Path(__file__).parent / "assets" / "chrX_demo.fa.gz"
+
+
+def default_store_path(fasta: Path) -> Path:
+    """hg38.fa.gz -> ./hg38.had.zarr"""
+    stem = re.sub(r"\.(fa|fasta|fna)(\.gz|\.bgz)?$", "", fasta.name, flags=re.IGNORECASE)
+    return Path(f"{stem}.had.zarr")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Stage one of HAD: run the teacher once over masked genome windows and cache its features.
+
+    The store written by `extract` is what `had-train pretrain --cache STORE` trains from, so the
+    teacher never needs to sit in memory during training.
+    """
+
+
+@main.command("extract")
+@click.option("--fasta", required=True, help="Genome FASTA (.fa, bgzip .fa.gz or plain-gzip .fa.gz, decompressed once to ~/.cache/had); `demo` = the embedded 8 Mb slice of human chrX.")
+@click.option("--teacher", default=teacher_mod.PAPER_TEACHER, show_default=True, help="Hugging Face hub id or local folder of an NT-vocabulary masked LM; `demo` = the small embedded teacher.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Store to write or resume. [default: ./<fasta name>.had.zarr]")
+@click.option("--window-bp", default=1020, show_default=True, help="Window length in bases; a multiple of 6 so every teacher token is a whole 6-mer (1,020 bp = 170 tokens, the ~1 kb windows of the paper's recipe).")
+@click.option("--mask-ratio", default=0.15, show_default=True, help="Share of 6-mer groups masked per window (rounded half up; exactly the same count in every window).")
+@click.option("--seed", default=0, show_default=True, help="Mask seed; the mask of record i depends only on (seed, i).")
+@click.option("--layer", default=-1, show_default=True, help="Teacher hidden_states index to store: -1 = final layer after the final layer norm (the paper's choice), 0 = embeddings.")
+@click.option("--batch-size", default=16, show_default=True, help="Windows per teacher forward pass.")
+@click.option("--device", default="auto", show_default=True, help="auto (cuda if present, else cpu), cpu, cuda, cuda:1, ...")
+@click.option("--dtype", default="auto", show_default=True, help="Teacher precision: auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16, float16. Stored features are float16.")
+@click.option("--max-windows", type=int, default=None, help="Keep this many windows, evenly spread over the genome. [default: all]")
+@click.option("--contigs", default="primary", show_default=True, help="`primary` (chr1-22, X, Y when the FASTA has them, else all), `all`, or a comma-separated list.")
+@click.option("--strands", type=click.Choice(["forward", "both"]), default="forward", show_default=True, help="`both` also caches every window's reverse complement as its own record.")
+@click.option("--chunk-records", type=int, default=None, help="Records per Zarr chunk. [default: ~16 MB of teacher features]")
+@click.option("--revision", default=None, help="Hub revision (branch, tag or commit) of the teacher.")
+@click.option("--trust-remote-code/--no-trust-remote-code", default=True, show_default=True, help="Allow the checkpoint's own modeling code (NT v2 checkpoints need it).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing store at --out instead of resuming it.")
+@exit_on_had_error
+def extract_cmd(fasta: str, out: Path | None, **options: object) -> None:
+    """Tile a genome into windows, mask 6-mer groups, run the teacher, write a Zarr store.
+
+    Windows containing N are skipped. Rerunning the same command resumes an interrupted store.
+    """
+    fasta_path = DEMO_FASTA if fasta == "demo" else Path(fasta)
+    cfg = ExtractConfig(fasta=fasta_path, out=out or default_store_path(fasta_path), **options)
+    summary = extract(cfg)
+    click.echo("\n".join(summary.lines()))
+
+
+@main.command("inspect")
+@click.argument("store", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the store's full attributes as JSON.")
+@exit_on_had_error
+def inspect_cmd(store: Path, as_json: bool) -> None:
+    """Summarise a store: teacher, windows, shapes, completeness."""
+    reader = CacheReader(store, require_complete=False)
+    a = reader.attrs
+    if as_json:
+        click.echo(json.dumps(a.to_json(), indent=2))
+        return
+    click.echo(
+        "\n".join(
+            [
+                f"store      {store} ({'complete' if a.complete else 'INCOMPLETE'})",
+                f"teacher    {a.teacher.name_or_path} layer {a.teacher.layer} "
+                f"(hidden {a.hidden_size}, {a.teacher.num_layers} layers)",
+                f"records    {a.n_records:,} windows of {a.window_bp} bp "
+                f"({a.n_tokens} tokens, {a.n_masked} masked), strands {a.strands}",
+                f"fasta      {a.fasta.path}",
+                f"chunks     {a.n_chunks} x {a.chunk_records} records",
+            ]
+        )
+    )

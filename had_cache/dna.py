@@ -1,0 +1,49 @@
+"""The nucleotide alphabet and its uint8 codes: the one home of these facts.
+
+Stores, the student's input and every test use these codes. The teacher's 6-mer vocabulary
+lives in `tokenize.py`; the mapping from masked groups to bases lives in `masking.py`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+K = 6
+"""Bases per teacher token (NT v2 tokenizes DNA into non-overlapping 6-mers)."""
+
+BASES = "ACGTN"
+A, C, G, T, N = range(5)
+MASK = 5
+"""Student input code for a base hidden by a masked group (never stored in `seq`)."""
+PAD = 6
+"""Student input code for padding in variable-length batches (never stored in `seq`)."""
+STUDENT_VOCAB_SIZE = 7
+
+_ENCODE = np.full(256, N, dtype=np.uint8)
+for _code, _base in enumerate("ACGT"):
+    _ENCODE[ord(_base)] = _code
+    _ENCODE[ord(_base.lower())] = _code
+
+_COMPLEMENT = np.array([T, G, C, A, N, MASK, PAD], dtype=np.uint8)
+
+
+def encode(seq: str | bytes) -> np.ndarray:
+    """ASCII DNA (any case) -> uint8 codes; every letter other than ACGT becomes N."""
+    raw = seq.encode("ascii") if isinstance(seq, str) else seq
+    return _ENCODE[np.frombuffer(raw, dtype=np.uint8)]
+
+
+def decode(codes: np.ndarray) -> str:
+    """uint8 codes -> upper-case DNA string (MASK shows as '?', PAD as '-')."""
+    letters = np.frombuffer(b"ACGTN?-", dtype=np.uint8)
+    return letters[np.asarray(codes, dtype=np.uint8)].tobytes().decode("ascii")
+
+
+def reverse_complement(codes: np.ndarray) -> np.ndarray:
+    """Reverse complement of codes along the last axis."""
+    return _COMPLEMENT[np.asarray(codes)[..., ::-1]]
+
+
+def has_n(codes: np.ndarray) -> bool:
+    """True if any base is not one of A, C, G, T."""
+    return bool((np.asarray(codes) > T).any())

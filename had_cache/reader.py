@@ -1,0 +1,79 @@
+"""The one way to read a store: validated attributes and whole-chunk reads.
+
+Reading record by record through zarr costs milliseconds each, so readers take whole chunks
+(megabytes) and shuffle in memory. A reader opens the group lazily in each process, so a
+DataLoader worker never inherits an open store across fork.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from had_cache import schema
+from had_cache.errors import StoreError
+
+
+@dataclass(frozen=True)
+class Records:
+    """A block of consecutive records, as stored (teacher features stay float16)."""
+
+    index: np.ndarray  # int64 [n], record ids
+    seq: np.ndarray  # uint8 [n, W]
+    mask: np.ndarray  # bool [n, T]
+    teacher: np.ndarray  # float16 [n, T - M, D]
+
+
+class CacheReader:
+    """Read-only access to a complete store."""
+
+    def __init__(self, path: Path | str, require_complete: bool = True) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise StoreError(f"store not found: {self.path}")
+        try:
+            group = zarr.open_group(str(self.path), mode="r")
+        except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
+            raise StoreError(f"{self.path} is not a Zarr store") from err
+        raw = dict(group.attrs).get(schema.ATTRS_KEY, {})
+        self.attrs = schema.StoreAttrs.from_json(raw, str(self.path))
+        if require_complete and not self.attrs.complete:
+            done = int(np.sum(group[schema.CHUNK_DONE][:]))
+            raise StoreError(
+                f"{self.path} is incomplete ({done}/{self.attrs.n_chunks} chunks written); "
+                "rerun the same `had-cache extract` command to finish it"
+            )
+        self._group: zarr.Group | None = None
+        self._pid = -1
+
+    @property
+    def group(self) -> zarr.Group:
+        if self._group is None or self._pid != os.getpid():
+            self._group = zarr.open_group(str(self.path), mode="r")
+            self._pid = os.getpid()
+        return self._group
+
+    def __len__(self) -> int:
+        return self.attrs.n_records
+
+    def read(self, rows: slice) -> Records:
+        """Records in `rows` (a contiguous range; chunk-aligned ranges are fastest)."""
+        g = self.group
+        return Records(
+            index=np.arange(rows.start, rows.stop, dtype=np.int64),
+            seq=g[schema.SEQ][rows],
+            mask=g[schema.MASK][rows],
+            teacher=g[schema.TEACHER][rows],
+        )
+
+    def read_chunk(self, chunk: int) -> Records:
+        return self.read(self.attrs.chunk_slice(chunk))
+
+    def locations(self) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+        """(contig names, contig index, start, strand) of every record."""
+        g = self.group
+        return self.attrs.contigs, g[schema.CONTIG][:], g[schema.START][:], g[schema.STRAND][:]

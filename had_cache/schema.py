@@ -1,0 +1,157 @@
+"""The store contract between the two stages: array names, dtypes, shapes and attributes.
+
+Nothing else in the project spells an array name or an attribute key. A store is one Zarr v3
+group; every array is chunked along the record axis N with the same `chunk_records`, so one
+chunk index addresses one block of records in every array. `chunk_done[i]` is set only after
+chunk i of every array is written, and the `complete` attribute only after every chunk is done:
+completion is a marker written last, never inferred from which chunk files exist (zarr v3 skips
+writing chunks equal to the fill value).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from had_cache.errors import StoreError
+
+SCHEMA_VERSION = 1
+FORMAT_NAME = "had-cache"
+ATTRS_KEY = "had"
+
+SEQ = "seq"
+MASK = "mask"
+TEACHER = "teacher"
+CONTIG = "contig"
+START = "start"
+STRAND = "strand"
+CHUNK_DONE = "chunk_done"
+RECORD_ARRAYS = (SEQ, MASK, TEACHER, CONTIG, START, STRAND)
+
+TEACHER_DTYPE = np.dtype("float16")
+"""bfloat16 is not a portable zarr dtype; float16 holds layer-normed features without loss that matters."""
+
+
+@dataclass(frozen=True)
+class TeacherInfo:
+    """Which teacher produced the features, and how they were taken."""
+
+    name_or_path: str
+    revision: str | None
+    weights_sha256: str | None
+    layer: int
+    num_layers: int
+    hidden_size: int
+    dtype: str
+    token_dropout: bool | None
+    mask_token_id: int
+    layer_rule: str = (
+        "index into Hugging Face hidden_states: 0 is the embedding output, -1 the final layer's "
+        "output after the final layer norm (= last_hidden_state)"
+    )
+
+
+@dataclass(frozen=True)
+class FastaInfo:
+    """Which genome the windows came from."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class StoreAttrs:
+    """Everything a reader needs to trust and interpret a store (saved as the group's attributes)."""
+
+    k: int
+    window_bp: int
+    n_tokens: int
+    n_masked: int
+    mask_ratio: float
+    mask_seed: int
+    n_records: int
+    chunk_records: int
+    contigs: list[str]
+    strands: str
+    skipped_n_windows: int
+    max_windows: int | None
+    teacher: TeacherInfo
+    fasta: FastaInfo
+    had_version: str
+    schema_version: int = SCHEMA_VERSION
+    format: str = FORMAT_NAME
+    complete: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_visible(self) -> int:
+        return self.n_tokens - self.n_masked
+
+    @property
+    def hidden_size(self) -> int:
+        return self.teacher.hidden_size
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.n_records // self.chunk_records)
+
+    def chunk_slice(self, chunk: int) -> slice:
+        """Record range of chunk `chunk`."""
+        start = chunk * self.chunk_records
+        return slice(start, min(start + self.chunk_records, self.n_records))
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], where: str) -> StoreAttrs:
+        """Parse stored attributes, refusing other formats and schema versions by name."""
+        if data.get("format") != FORMAT_NAME:
+            raise StoreError(f"{where} is not a had-cache store (no '{ATTRS_KEY}' attributes)")
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise StoreError(
+                f"{where} has schema version {data.get('schema_version')}, this had reads "
+                f"version {SCHEMA_VERSION}; re-extract it with this version of had-cache"
+            )
+        fields = dict(data)
+        fields["teacher"] = TeacherInfo(**fields["teacher"])
+        fields["fasta"] = FastaInfo(**fields["fasta"])
+        return cls(**fields)
+
+    def same_extraction(self, other: StoreAttrs) -> bool:
+        """True if both describe the same extraction (what a resumed run must not change)."""
+        mine, theirs = self.to_json(), other.to_json()
+        for volatile in ("complete", "had_version", "extra"):
+            mine.pop(volatile)
+            theirs.pop(volatile)
+        return mine == theirs
+
+
+def array_specs(attrs: StoreAttrs) -> dict[str, tuple[tuple[int, ...], np.dtype, tuple[int, ...]]]:
+    """name -> (shape, dtype, chunk shape) of every array in a store with these attributes."""
+    n, c = attrs.n_records, attrs.chunk_records
+    return {
+        SEQ: ((n, attrs.window_bp), np.dtype("uint8"), (c, attrs.window_bp)),
+        MASK: ((n, attrs.n_tokens), np.dtype("bool"), (c, attrs.n_tokens)),
+        TEACHER: (
+            (n, attrs.n_visible, attrs.hidden_size),
+            TEACHER_DTYPE,
+            (c, attrs.n_visible, attrs.hidden_size),
+        ),
+        CONTIG: ((n,), np.dtype("int32"), (c,)),
+        START: ((n,), np.dtype("int64"), (c,)),
+        STRAND: ((n,), np.dtype("int8"), (c,)),
+        # One marker per chunk, each in its own zarr chunk, so writers of different chunks never
+        # share a file.
+        CHUNK_DONE: ((attrs.n_chunks,), np.dtype("bool"), (1,)),
+    }
+
+
+def default_chunk_records(n_visible: int, hidden_size: int, target_bytes: int = 16 << 20) -> int:
+    """Records per chunk so that one teacher chunk is about `target_bytes` (whole-chunk reads)."""
+    per_record = n_visible * hidden_size * TEACHER_DTYPE.itemsize
+    return max(1, target_bytes // per_record)

@@ -1,0 +1,151 @@
+"""Load a teacher the Hugging Face way and take its features of masked 6-mer windows.
+
+`--teacher` is a hub id, a local folder, or `demo` (the small NT-architecture teacher that ships
+in `had_cache/assets/demo_teacher`). The tokenizer must be the NT 6-mer vocabulary of
+`tokenize.py`, checked id by id, so token ids can be computed in bulk without calling it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from had_cache import tokenize
+from had_cache.errors import ConfigError, TeacherError
+from had_cache.schema import TeacherInfo
+
+PAPER_TEACHER = "InstaDeepAI/nucleotide-transformer-v2-500m-multi-species"
+DEMO_TEACHER = "demo"
+DEMO_TEACHER_DIR = Path(__file__).parent / "assets" / "demo_teacher"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(device: str) -> torch.device:
+    """`auto` -> cuda if available, else cpu; anything else must name an available device."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise ConfigError(f"unknown --device {device!r}") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device} asked for, but torch sees no CUDA GPU here")
+    return dev
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """`auto` -> bfloat16 on GPU, float32 on CPU (CPU half precision is slow and lossy)."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype not in DTYPES:
+        raise ConfigError(f"--dtype must be auto or one of {', '.join(DTYPES)}, got {dtype!r}")
+    return DTYPES[dtype]
+
+
+def _weights_sha256(folder: Path) -> str | None:
+    files = sorted(p for p in folder.glob("*") if p.suffix in {".safetensors", ".bin", ".pt"})
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode())
+        with open(path, "rb") as fh:
+            for block in iter(lambda fh=fh: fh.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_vocabulary(tokenizer: object, name: str) -> None:
+    """Refuse a tokenizer whose ids differ from NT's 6-mer vocabulary (ids are computed in bulk)."""
+    for token, expected in tokenize.TOKEN_ID.items():
+        got = tokenizer.convert_tokens_to_ids(token)
+        if got != expected:
+            raise TeacherError(
+                f"teacher {name!r} does not use the Nucleotide Transformer 6-mer vocabulary: "
+                f"token {token!r} has id {got}, expected {expected}"
+            )
+
+
+@dataclass
+class Teacher:
+    """A frozen masked LM in eval mode and the layer whose features we store."""
+
+    model: torch.nn.Module
+    info: TeacherInfo
+    device: torch.device
+
+    @torch.inference_mode()
+    def features(self, token_ids: np.ndarray) -> torch.Tensor:
+        """Features [B, T, D] of already-masked 6-mer ids [B, T] (the `<cls>` position dropped).
+
+        The input is `<cls>` + the 6-mer tokens, as NT prepends `<cls>`; no `<eos>` is appended.
+        """
+        ids = torch.as_tensor(np.asarray(token_ids, dtype=np.int64))
+        cls = torch.full((ids.shape[0], 1), tokenize.CLS_ID, dtype=torch.long)
+        ids = torch.cat([cls, ids], dim=1).to(self.device)
+        # The encoder alone: the masked-LM head's logits are not needed for features.
+        out = self.model.base_model(
+            input_ids=ids, attention_mask=torch.ones_like(ids), output_hidden_states=True
+        )
+        return out.hidden_states[self.info.layer][:, 1:]
+
+
+def load_teacher(
+    name: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    layer: int = -1,
+    revision: str | None = None,
+    trust_remote_code: bool = True,
+) -> Teacher:
+    """Load tokenizer and masked LM by hub id or folder, offline-first, and freeze it."""
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    source = str(DEMO_TEACHER_DIR) if name == DEMO_TEACHER else name
+    folder = Path(source)
+    is_path = folder.is_dir() or source.startswith((".", "/", "~"))
+    if folder.exists() and not folder.is_dir():
+        raise TeacherError(f"--teacher {name}: expected a folder in Hugging Face layout, got a file")
+    if is_path and not folder.is_dir():
+        raise TeacherError(f"--teacher {name}: no such folder")
+    kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        model = AutoModelForMaskedLM.from_pretrained(source, dtype=dtype, **kwargs)
+    except (OSError, ValueError) as err:
+        if is_path:
+            raise TeacherError(f"cannot load the teacher from {source}: {err}") from err
+        raise TeacherError(
+            f"cannot load teacher {name!r}: it is not a local folder and the Hugging Face Hub "
+            "could not be reached or has no such model. On a machine with internet run "
+            f"`huggingface-cli download {name} --local-dir DIR`, copy DIR here and pass "
+            "--teacher DIR"
+        ) from err
+    _check_vocabulary(tokenizer, name)
+    model.eval().requires_grad_(False).to(device)
+    config = model.config
+    num_layers = int(config.num_hidden_layers)
+    if not -(num_layers + 1) <= layer <= num_layers:
+        raise ConfigError(
+            f"--layer {layer} is out of range for a teacher with {num_layers} layers "
+            f"(valid: {-(num_layers + 1)}..{num_layers}; 0 = embeddings, -1 = final layer)"
+        )
+    info = TeacherInfo(
+        name_or_path=str(DEMO_TEACHER_DIR.relative_to(Path(__file__).parent.parent))
+        if name == DEMO_TEACHER
+        else name,
+        revision=revision or getattr(config, "_commit_hash", None),
+        weights_sha256=_weights_sha256(folder) if folder.is_dir() else None,
+        layer=layer,
+        num_layers=num_layers,
+        hidden_size=int(config.hidden_size),
+        dtype=str(dtype).removeprefix("torch."),
+        token_dropout=getattr(config, "token_dropout", None),
+        mask_token_id=tokenize.MASK_ID,
+    )
+    return Teacher(model=model, info=info, device=device)

@@ -1,0 +1,193 @@
+"""FASTA -> the table of windows to extract.
+
+A window is `window_bp` bases (a multiple of 6, so each teacher token is a whole 6-mer) at a
+fixed tiling of each contig, on one strand. Windows containing any base other than A, C, G, T
+are skipped (and counted): the teacher would tokenize them with single-letter fallbacks, which
+breaks the one-token-per-6-bases contract of the store. The table is a pure function of the
+FASTA and the options, so record i is the same window in every run and on every rank.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import re
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyfaidx
+
+from had_cache import dna
+from had_cache.errors import ConfigError, FastaError
+
+PRIMARY_CONTIG = re.compile(r"^(chr)?([0-9]+|X|Y)$")
+STRAND_CHOICES = ("forward", "both")
+
+
+@dataclass(frozen=True)
+class WindowTable:
+    """The windows of one extraction, in record order."""
+
+    contigs: list[str]
+    contig: np.ndarray  # int32 [N], index into `contigs`
+    start: np.ndarray  # int64 [N], 0-based start on the forward strand
+    strand: np.ndarray  # int8 [N], +1 forward, -1 reverse complement
+    skipped_n: int
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    def take(self, index: np.ndarray) -> WindowTable:
+        return WindowTable(
+            self.contigs, self.contig[index], self.start[index], self.strand[index], self.skipped_n
+        )
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def _is_bgzip(path: Path) -> bool:
+    """BGZF = gzip with the FEXTRA flag and a 'BC' subfield in the first member's header."""
+    with open(path, "rb") as fh:
+        head = fh.read(18)
+    return len(head) == 18 and head[3] & 4 and head[12:14] == b"BC"
+
+
+def cache_dir() -> Path:
+    """Where had keeps derived files (decompressed FASTA); $HAD_CACHE_DIR overrides."""
+    return Path(os.environ.get("HAD_CACHE_DIR", Path.home() / ".cache" / "had"))
+
+
+def file_sha256(path: Path, limit: int | None = None) -> str:
+    """sha256 of a file (of its first `limit` bytes when given)."""
+    digest = hashlib.sha256()
+    remaining = limit
+    with open(path, "rb") as fh:
+        while remaining is None or remaining > 0:
+            block = fh.read(1 << 20 if remaining is None else min(1 << 20, remaining))
+            if not block:
+                break
+            digest.update(block)
+            if remaining is not None:
+                remaining -= len(block)
+    return digest.hexdigest()
+
+
+def _decompress_plain_gzip(path: Path) -> Path:
+    """Plain gzip cannot be indexed for random access: decompress once into the cache."""
+    target = cache_dir() / "fasta" / f"{path.name.removesuffix('.gz')}.{file_sha256(path)[:12]}.fa"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        print(
+            f"note: {path} is plain gzip (not bgzip); decompressing once to {target}",
+            file=sys.stderr,
+        )
+        tmp = target.with_suffix(".partial")
+        try:
+            with gzip.open(path, "rb") as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 22)
+        except (OSError, EOFError) as err:
+            tmp.unlink(missing_ok=True)
+            raise FastaError(f"cannot decompress {path}: {err}") from err
+        tmp.replace(target)
+    return target
+
+
+def open_fasta(path: Path) -> pyfaidx.Fasta:
+    """Open a plain or bgzip FASTA with pyfaidx (building the .fai once if missing)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FastaError(f"FASTA file not found: {path}")
+    readable = path
+    if _is_gzip(path) and not _is_bgzip(path):
+        readable = _decompress_plain_gzip(path)
+    try:
+        return pyfaidx.Fasta(str(readable), as_raw=True, sequence_always_upper=True)
+    except (pyfaidx.FastaIndexingError, pyfaidx.UnsupportedCompressionFormat, ValueError) as err:
+        raise FastaError(f"cannot index {path} as FASTA: {err}") from err
+    except OSError as err:
+        raise FastaError(
+            f"cannot read or index {path} ({err}); if its folder is read-only, copy the FASTA "
+            "somewhere writable so the .fai index can be built beside it"
+        ) from err
+
+
+def select_contigs(names: list[str], spec: str) -> list[str]:
+    """`primary` (chr1-22, X, Y when present, else all), `all`, or a comma-separated list."""
+    if spec == "all":
+        return list(names)
+    if spec == "primary":
+        primary = [n for n in names if PRIMARY_CONTIG.match(n)]
+        return primary or list(names)
+    wanted = [n.strip() for n in spec.split(",") if n.strip()]
+    missing = [n for n in wanted if n not in names]
+    if missing:
+        shown = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
+        raise ConfigError(f"contig(s) {', '.join(missing)} not in the FASTA (it has: {shown})")
+    return wanted
+
+
+def plan_windows(
+    fasta: pyfaidx.Fasta,
+    window_bp: int,
+    contigs: str = "primary",
+    strands: str = "forward",
+    max_windows: int | None = None,
+    progress: bool = True,
+) -> WindowTable:
+    """Tile the chosen contigs into N-free windows; optionally keep an evenly spread subset."""
+    from tqdm.auto import tqdm
+
+    if window_bp <= 0 or window_bp % dna.K:
+        raise ConfigError(f"--window-bp must be a positive multiple of {dna.K}, got {window_bp}")
+    if strands not in STRAND_CHOICES:
+        raise ConfigError(f"--strands must be one of {STRAND_CHOICES}, got {strands!r}")
+    names = select_contigs(list(fasta.keys()), contigs)
+    contig_idx, starts, skipped = [], [], 0
+    for i, name in enumerate(tqdm(names, desc="scanning contigs", unit="contig", disable=not progress)):
+        length = len(fasta[name])
+        n_win = length // window_bp
+        if n_win == 0:
+            continue
+        codes = dna.encode(fasta[name][: n_win * window_bp]).reshape(n_win, window_bp)
+        clean = np.flatnonzero((codes <= dna.T).all(axis=1))
+        skipped += n_win - len(clean)
+        contig_idx.append(np.full(len(clean), i, dtype=np.int32))
+        starts.append(clean.astype(np.int64) * window_bp)
+    if not starts or sum(len(s) for s in starts) == 0:
+        raise FastaError(
+            f"no N-free window of {window_bp} bp in the selected contigs ({len(names)} contig(s)); "
+            "try a smaller --window-bp or other --contigs"
+        )
+    contig = np.concatenate(contig_idx)
+    start = np.concatenate(starts)
+    strand = np.ones(len(start), dtype=np.int8)
+    if strands == "both":
+        # Reverse-complement windows are their own records (never flip cached features).
+        contig, start = np.repeat(contig, 2), np.repeat(start, 2)
+        strand = np.tile(np.array([1, -1], dtype=np.int8), len(strand))
+    table = WindowTable(names, contig, start, strand, skipped)
+    if max_windows is not None and max_windows < len(table):
+        if max_windows <= 0:
+            raise ConfigError(f"--max-windows must be positive, got {max_windows}")
+        # Evenly spread over the genome rather than the first contig's first windows.
+        keep = np.unique(np.linspace(0, len(table) - 1, max_windows).round().astype(np.int64))
+        table = table.take(keep)
+    return table
+
+
+def read_windows(fasta: pyfaidx.Fasta, table: WindowTable, records: range, window_bp: int) -> np.ndarray:
+    """uint8 codes [len(records), window_bp] of the given records, reverse-complemented where -1."""
+    out = np.empty((len(records), window_bp), dtype=np.uint8)
+    for row, r in enumerate(records):
+        name = table.contigs[table.contig[r]]
+        start = int(table.start[r])
+        codes = dna.encode(fasta[name][start : start + window_bp])
+        out[row] = dna.reverse_complement(codes) if table.strand[r] < 0 else codes
+    return out

@@ -1,0 +1,94 @@
+"""Create a store from a window table and write it chunk by chunk, marking each chunk done last.
+
+Every array is preallocated from the window table (never appended or resized), so chunk i of a
+store is a fixed record range that one writer owns. A restart with the same parameters opens the
+existing store and writes only the chunks whose `chunk_done` marker is unset; rank r of R takes a
+disjoint, contiguous range of chunks (the seam for sharded extraction).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from had_cache import schema
+from had_cache.errors import StoreError
+from had_cache.windows import WindowTable
+
+
+class StoreWriter:
+    """Writes the chunks of one store; `open_or_create` is the only way to get one."""
+
+    def __init__(self, group: zarr.Group, attrs: schema.StoreAttrs, path: Path) -> None:
+        self.group = group
+        self.attrs = attrs
+        self.path = path
+
+    @classmethod
+    def open_or_create(
+        cls, path: Path, attrs: schema.StoreAttrs, table: WindowTable, overwrite: bool = False
+    ) -> StoreWriter:
+        """Resume a store of the same extraction, or create it; refuse to clobber a different one."""
+        path = Path(path)
+        if path.exists() and overwrite:
+            shutil.rmtree(path)
+        if path.exists():
+            existing = _read_attrs(path)
+            if not existing.same_extraction(attrs):
+                raise StoreError(
+                    f"{path} already holds a different extraction (other FASTA, teacher or "
+                    "options); pass --overwrite to replace it or choose another --out"
+                )
+            return cls(zarr.open_group(str(path), mode="r+"), existing, path)
+        return cls._create(path, attrs, table)
+
+    @classmethod
+    def _create(cls, path: Path, attrs: schema.StoreAttrs, table: WindowTable) -> StoreWriter:
+        group = zarr.open_group(str(path), mode="w-")
+        for name, (shape, dtype, chunks) in schema.array_specs(attrs).items():
+            group.create_array(name, shape=shape, dtype=dtype, chunks=chunks, fill_value=0)
+        # The window index is known up front; writing it now makes a partial store inspectable.
+        group[schema.CONTIG][:] = table.contig
+        group[schema.START][:] = table.start
+        group[schema.STRAND][:] = table.strand
+        group.attrs[schema.ATTRS_KEY] = attrs.to_json()
+        return cls(group, attrs, path)
+
+    def pending_chunks(self, rank: int = 0, world_size: int = 1) -> list[int]:
+        """Chunks not yet done in this rank's contiguous share of the store."""
+        n = self.attrs.n_chunks
+        lo, hi = rank * n // world_size, (rank + 1) * n // world_size
+        done = self.group[schema.CHUNK_DONE][lo:hi]
+        return [lo + i for i in np.flatnonzero(~done)]
+
+    def write_chunk(self, chunk: int, seq: np.ndarray, mask: np.ndarray, teacher: np.ndarray) -> int:
+        """Write one chunk's records, then its done marker; returns the payload bytes."""
+        rows = self.attrs.chunk_slice(chunk)
+        expected = rows.stop - rows.start
+        if not len(seq) == len(mask) == len(teacher) == expected:
+            raise ValueError(f"chunk {chunk} needs {expected} records, got {len(seq)}")
+        self.group[schema.SEQ][rows] = seq
+        self.group[schema.MASK][rows] = mask
+        self.group[schema.TEACHER][rows] = teacher.astype(schema.TEACHER_DTYPE, copy=False)
+        self.group[schema.CHUNK_DONE][chunk] = True
+        return seq.nbytes + mask.nbytes + teacher.size * schema.TEACHER_DTYPE.itemsize
+
+    def finalize(self) -> bool:
+        """Mark the store complete if every chunk is done (the last write of an extraction)."""
+        if not bool(np.all(self.group[schema.CHUNK_DONE][:])):
+            return False
+        attrs = self.attrs.to_json() | {"complete": True}
+        self.group.attrs[schema.ATTRS_KEY] = attrs
+        self.attrs = schema.StoreAttrs.from_json(attrs, str(self.path))
+        return True
+
+
+def _read_attrs(path: Path) -> schema.StoreAttrs:
+    try:
+        group = zarr.open_group(str(path), mode="r")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
+        raise StoreError(f"{path} exists but is not a Zarr store; choose another --out") from err
+    return schema.StoreAttrs.from_json(dict(group.attrs).get(schema.ATTRS_KEY, {}), str(path))

@@ -1,0 +1,387 @@
+"""Fine-tune the student with a classification head on a labelled task and score it.
+
+For each stratified split (one train/test split, or k folds) a fresh model is built, from the
+pretrained encoder or from random weights for the no-pretraining baseline, trained with AdamW
+(linear warm-up, cosine decay), then scored on the held-out part. Everything that decides the
+result is a pure function of the config: the splits and the model initialisation of the seed,
+the batch order of (seed, fold, epoch). No DataLoader workers are involved, so the order cannot
+depend on how many there are.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
+from tqdm.auto import tqdm
+
+from had_cache import dna
+from had_cache.errors import ConfigError
+from had_train.eval.metrics import classification_metrics, summarize
+from had_train.eval.report import plot_tsne
+from had_train.eval.tasks import LabelledSet, load_task
+
+log = logging.getLogger(__name__)
+
+RESULTS_FILE = "results.json"
+TSNE_FILE = "tsne.png"
+
+
+@dataclass
+class EvalConfig:
+    """Options of one evaluation; saved verbatim into results.json.
+
+    `folds` = 0 means one stratified train/test split of `test_frac`; k >= 2 means stratified
+    k-fold cross-validation. `preset` is used only without a checkpoint (random init); with a
+    checkpoint the architecture comes from the checkpoint's own config. `max_len` crops longer
+    sequences around their centre (tasks are usually centred on the feature they label).
+    """
+
+    task: str = "splice"
+    folds: int = 0
+    test_frac: float = 0.2
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_frac: float = 0.1
+    grad_clip: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+    max_len: int | None = None
+    preset: str = "paper"
+    tsne: bool = True
+
+    def validate(self) -> None:
+        """Reject options that cannot work, before any data is read or model built."""
+        if self.folds < 0 or self.folds == 1:
+            raise ConfigError(f"folds must be 0 (one split) or >= 2, got {self.folds}")
+        if self.folds == 0 and not 0.0 < self.test_frac < 1.0:
+            raise ConfigError(f"test_frac must be in (0, 1), got {self.test_frac}")
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0.0 <= self.warmup_frac < 1.0:
+            raise ConfigError(f"warmup_frac must be in [0, 1), got {self.warmup_frac}")
+        if self.max_len is not None and self.max_len < 1:
+            raise ConfigError(f"max_len must be >= 1 or unset, got {self.max_len}")
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> CUDA when available, else CPU; anything else is passed to torch."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ConfigError(f"device {name!r} is not a torch device ({err})") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available here")
+    return device
+
+
+def make_splits(labels: np.ndarray, cfg: EvalConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified (train, test) index pairs, sorted, a pure function of (labels, cfg.seed)."""
+    counts = np.bincount(labels)
+    smallest = int(counts.min())
+    num_classes = counts.size
+    if cfg.folds == 0:
+        n_test = math.ceil(cfg.test_frac * labels.size)
+        if smallest < 2 or n_test < num_classes or labels.size - n_test < num_classes:
+            raise ConfigError(
+                f"cannot make a stratified {1 - cfg.test_frac:.0%}/{cfg.test_frac:.0%} split of "
+                f"{labels.size} examples in {num_classes} classes (smallest class has {smallest}): "
+                "every class needs a member on both sides; use more data or change test_frac"
+            )
+        splitter: Any = StratifiedShuffleSplit(
+            n_splits=1, test_size=cfg.test_frac, random_state=cfg.seed
+        )
+    else:
+        if smallest < cfg.folds:
+            raise ConfigError(
+                f"cannot make {cfg.folds} stratified folds: the smallest class has only "
+                f"{smallest} examples; use fewer folds"
+            )
+        splitter = StratifiedKFold(n_splits=cfg.folds, shuffle=True, random_state=cfg.seed)
+    dummy = np.zeros((labels.size, 1))
+    return [(np.sort(tr), np.sort(te)) for tr, te in splitter.split(dummy, labels)]
+
+
+def encode_padded(sequences: tuple[str, ...], max_len: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """All sequences as one [N, L_max] uint8 matrix padded with `dna.PAD`, plus their lengths."""
+    encoded = []
+    for seq in sequences:
+        codes = dna.encode(seq)
+        if max_len is not None and codes.size > max_len:
+            start = (codes.size - max_len) // 2
+            codes = codes[start : start + max_len]
+        encoded.append(codes)
+    lengths = np.array([c.size for c in encoded], dtype=np.int64)
+    matrix = np.full((len(encoded), int(lengths.max())), dna.PAD, dtype=np.uint8)
+    for row, codes in zip(matrix, encoded, strict=True):
+        row[: codes.size] = codes
+    return matrix, lengths
+
+
+def make_batch(
+    codes: np.ndarray, lengths: np.ndarray, idx: np.ndarray, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """input_ids and attention_mask for rows `idx`, trimmed to the longest of them."""
+    width = int(lengths[idx].max())
+    input_ids = torch.from_numpy(codes[idx, :width].astype(np.int64))
+    attention_mask = (torch.arange(width)[None, :] < torch.from_numpy(lengths[idx])[:, None]).long()
+    return input_ids.to(device), attention_mask.to(device)
+
+
+def epoch_order(n: int, seed: int, fold: int, epoch: int) -> np.ndarray:
+    """The training order of one epoch: a pure function of (seed, fold, epoch)."""
+    return np.random.default_rng([seed, fold, epoch]).permutation(n)
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Multiplier of the base learning rate at `step`: linear warm-up, then cosine to zero."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _load_model_classes() -> tuple[Any, Any]:
+    # Imported lazily so that task loading, metrics and reports work without the model package.
+    from had_train.model import HadStudentConfig, HadStudentForSequenceClassification
+
+    return HadStudentConfig, HadStudentForSequenceClassification
+
+
+def build_model(
+    model_dir: Path | None, data: LabelledSet, cfg: EvalConfig, seed: int
+) -> torch.nn.Module:
+    """A fresh classifier: the checkpoint's encoder and a new head, or all random (baseline)."""
+    config_cls, model_cls = _load_model_classes()
+    labels = {
+        "num_labels": data.num_classes,
+        "id2label": dict(enumerate(data.class_names)),
+        "label2id": {name: i for i, name in enumerate(data.class_names)},
+    }
+    torch.manual_seed(seed)  # the head's (and, for the baseline, the encoder's) initial weights
+    if model_dir is None:
+        return model_cls(config_cls.from_preset(cfg.preset, **labels))
+    return model_cls.from_pretrained(model_dir, **labels)
+
+
+def _optimizer(model: torch.nn.Module, cfg: EvalConfig) -> torch.optim.AdamW:
+    """AdamW that decays matrices only: biases and norm gains are not shrunk towards zero."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def train_fold(
+    model: torch.nn.Module,
+    codes: np.ndarray,
+    lengths: np.ndarray,
+    labels: np.ndarray,
+    train_idx: np.ndarray,
+    cfg: EvalConfig,
+    fold: int,
+    device: torch.device,
+    desc: str,
+    progress: bool = True,
+) -> float:
+    """Fine-tune `model` in place on `train_idx`; returns the mean loss of the last epoch."""
+    steps_per_epoch = math.ceil(train_idx.size / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    warmup_steps = max(1, round(cfg.warmup_frac * total_steps)) if cfg.warmup_frac > 0 else 0
+    optimizer = _optimizer(model, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total_steps, warmup_steps)
+    )
+    targets = torch.from_numpy(labels)
+    model.train()
+    epoch_loss = float("nan")
+    with tqdm(total=total_steps, desc=desc, unit="step", disable=not progress) as bar:
+        for epoch in range(cfg.epochs):
+            order = train_idx[epoch_order(train_idx.size, cfg.seed, fold, epoch)]
+            loss_sum, seen = 0.0, 0
+            for start in range(0, order.size, cfg.batch_size):
+                idx = order[start : start + cfg.batch_size]
+                input_ids, attention_mask = make_batch(codes, lengths, idx, device)
+                out = model(
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
+                    labels=targets[idx].to(device),
+                )
+                if not torch.isfinite(out.loss):
+                    raise FloatingPointError(
+                        f"{desc}: loss became {out.loss.item()} at epoch {epoch + 1}; "
+                        "lower lr or check the checkpoint"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                out.loss.backward()
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                loss_sum += out.loss.item() * idx.size
+                seen += idx.size
+                bar.update(1)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / seen:.4f}", refresh=False)
+            epoch_loss = loss_sum / seen
+    return epoch_loss
+
+
+@torch.no_grad()
+def predict(
+    model: torch.nn.Module,
+    codes: np.ndarray,
+    lengths: np.ndarray,
+    idx: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    with_embeddings: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predicted class ids for rows `idx` (eval mode, no dropout), and optionally embeddings."""
+    model.eval()
+    preds, feats = [], []
+    for start in range(0, idx.size, batch_size):
+        batch = idx[start : start + batch_size]
+        input_ids, attention_mask = make_batch(codes, lengths, batch, device)
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+        preds.append(logits.argmax(dim=-1).cpu().numpy())
+        if with_embeddings:
+            feats.append(model.embed(input_ids, attention_mask).float().cpu().numpy())
+    embeddings = np.concatenate(feats) if with_embeddings else None
+    return np.concatenate(preds), embeddings
+
+
+def _resolve_checkpoint(model_dir: Path) -> Path:
+    from had_train.checkpoint import resolve_model_dir
+
+    return resolve_model_dir(Path(model_dir))
+
+
+def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Write to a temp file and rename, so a reader never sees half a results file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def evaluate(
+    model_dir: Path | None, cfg: EvalConfig, out_dir: Path, progress: bool = True
+) -> dict[str, Any]:
+    """Fine-tune and score on every split of `cfg.task`; write results.json (and tsne.png).
+
+    `model_dir` is a pretraining run or step folder, or None for the random-init baseline.
+    Returns the same dictionary that is written to `out_dir/results.json`.
+    """
+    cfg.validate()
+    device = resolve_device(cfg.device)
+    data = load_task(cfg.task)
+    checkpoint = _resolve_checkpoint(model_dir) if model_dir is not None else None
+    splits = make_splits(data.labels, cfg)
+    codes, lengths = encode_padded(data.sequences, cfg.max_len)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    init = f"checkpoint {checkpoint}" if checkpoint else f"random init ({cfg.preset} preset)"
+    log.info(
+        "eval %s: %d examples, %d split(s), %s, device %s",
+        data.name,
+        len(data),
+        len(splits),
+        init,
+        device,
+    )
+
+    folds: list[dict[str, Any]] = []
+    model_info: dict[str, Any] = {}
+    tsne_path: Path | None = None
+    for fold, (train_idx, test_idx) in enumerate(splits):
+        started = time.perf_counter()
+        model = build_model(checkpoint, data, cfg, seed=cfg.seed * 1000 + fold).to(device)
+        if fold == 0:
+            model_info = {
+                "n_parameters": sum(p.numel() for p in model.parameters()),
+                "config": model.config.to_dict(),
+            }
+        desc = f"{data.name} fold {fold + 1}/{len(splits)}"
+        train_loss = train_fold(
+            model, codes, lengths, data.labels, train_idx, cfg, fold, device, desc, progress
+        )
+        want_tsne = cfg.tsne and fold == 0
+        preds, embeddings = predict(
+            model, codes, lengths, test_idx, cfg.batch_size, device, with_embeddings=want_tsne
+        )
+        metrics = classification_metrics(data.labels[test_idx], preds, data.num_classes)
+        if metrics["collapsed"]:
+            log.warning(
+                "%s: every test prediction is class %r; the model learned nothing usable",
+                desc,
+                data.class_names[int(preds[0])],
+            )
+        folds.append(
+            {
+                "fold": fold,
+                "n_train": int(train_idx.size),
+                "n_test": int(test_idx.size),
+                **metrics,
+                "final_train_loss": train_loss,
+                "seconds": round(time.perf_counter() - started, 2),
+            }
+        )
+        if embeddings is not None:
+            tsne_path = out_dir / TSNE_FILE
+            title = f"{data.name}: t-SNE of test-set embeddings ({'fine-tuned ' + init})"
+            plot_tsne(
+                embeddings,
+                data.labels[test_idx],
+                data.class_names,
+                tsne_path,
+                seed=cfg.seed,
+                title=title,
+            )
+        del model
+
+    results: dict[str, Any] = {
+        "task": data.name,
+        "source": data.source,
+        "class_names": list(data.class_names),
+        "class_counts": data.class_counts(),
+        "n_examples": len(data),
+        "split": (
+            f"stratified {cfg.folds}-fold"
+            if cfg.folds
+            else f"stratified single split, test_frac {cfg.test_frac}"
+        ),
+        "checkpoint": str(checkpoint) if checkpoint else None,
+        "init": "pretrained" if checkpoint else "random",
+        "device": str(device),
+        "config": asdict(cfg),
+        "model": model_info,
+        "folds": folds,
+        "summary": summarize(folds),
+        "tsne": tsne_path.name if tsne_path else None,
+        "versions": {"torch": torch.__version__},
+    }
+    _write_json_atomic(out_dir / RESULTS_FILE, results)
+    return results

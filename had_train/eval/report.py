@@ -1,0 +1,120 @@
+"""Human-readable views of an evaluation: a plain text table and a t-SNE figure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from had_train.eval.metrics import METRIC_LABELS, METRICS
+
+
+def _mean_std(summary: dict[str, float | None]) -> str:
+    std = summary["std"]
+    return f"{summary['mean']:.4f}" if std is None else f"{summary['mean']:.4f} ± {std:.4f}"
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """Accuracy, MCC and macro-F1 per fold and as mean ± std, as an aligned text table.
+
+    Takes the dictionary returned by `evaluate` (or read back from results.json).
+    """
+    folds = results["folds"]
+    multi = len(folds) > 1
+    header = ["metric"] + (
+        [f"fold {f['fold'] + 1}" for f in folds] + ["mean ± std"] if multi else ["value"]
+    )
+    rows = [header]
+    for name in METRICS:
+        row = [METRIC_LABELS[name]]
+        if multi:
+            row += [f"{f[name]:.4f}" for f in folds]
+        row.append(_mean_std(results["summary"][name]))
+        rows.append(row)
+
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(r, widths, strict=True))
+        ).rstrip()
+        for r in rows
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+
+    n_train = "/".join(sorted({str(f["n_train"]) for f in folds}))
+    n_test = "/".join(sorted({str(f["n_test"]) for f in folds}))
+    init = results["checkpoint"] or f"random init ({results['config']['preset']} preset)"
+    intro = [
+        f"task {results['task']}: {len(results['class_names'])} classes "
+        f"({', '.join(results['class_names'])}), {results['split']}, "
+        f"n_train {n_train}, n_test {n_test}",
+        f"model: {init}",
+    ]
+    collapsed = [str(f["fold"] + 1) for f in folds if f.get("collapsed")]
+    notes = (
+        [
+            f"note: predictions collapsed to a single class in fold(s) {', '.join(collapsed)} "
+            "(MCC 0, accuracy = that class's share)"
+        ]
+        if collapsed
+        else []
+    )
+    return "\n".join(intro + [""] + lines + notes)
+
+
+def plot_tsne(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    path: Path,
+    seed: int,
+    title: str | None = None,
+) -> Path:
+    """Scatter a 2-D t-SNE of `embeddings` coloured by class and save it as a PNG.
+
+    The perplexity is capped for small sets (t-SNE needs it below the number of points), so the
+    figure is drawn for a test set of any size >= 4.
+    """
+    # A bare Figure renders PNGs through the Agg canvas without pyplot, so drawing never
+    # touches (or needs) the user's display backend or global pyplot state.
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+    from sklearn.manifold import TSNE
+
+    embeddings = np.asarray(embeddings, dtype=np.float32)
+    labels = np.asarray(labels)
+    if embeddings.ndim != 2 or embeddings.shape[0] != labels.shape[0]:
+        raise ValueError(f"embeddings {embeddings.shape} and labels {labels.shape} do not match")
+    n = embeddings.shape[0]
+    if n < 4:
+        raise ValueError(f"t-SNE needs at least 4 points, got {n}")
+    perplexity = min(30.0, (n - 1) / 3)
+    points = TSNE(
+        n_components=2, perplexity=perplexity, init="pca", random_state=seed
+    ).fit_transform(embeddings)
+
+    fig = Figure(figsize=(6.4, 5.6), dpi=120)
+    ax = fig.subplots()
+    cmap = colormaps["tab10" if len(class_names) <= 10 else "tab20"]
+    for cls, name in enumerate(class_names):
+        sel = labels == cls
+        ax.scatter(
+            points[sel, 0],
+            points[sel, 1],
+            s=8,
+            alpha=0.7,
+            color=cmap(cls % cmap.N),
+            label=f"{name} ({int(sel.sum())})",
+        )
+    ax.legend(title="label", markerscale=2, loc="best", fontsize=8)
+    ax.set_title(title or f"t-SNE of {n} embeddings", fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path

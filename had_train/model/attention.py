@@ -1,0 +1,49 @@
+"""Bidirectional multi-head attention (SDPA) for the encoder's attention block and the decoder."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class MultiHeadAttention(nn.Module):
+    """Non-causal attention of queries over a context, with an optional key padding mask.
+
+    No positional encoding: in the student the GDN blocks before it already carry position.
+    Used as self-attention (context = queries) in the encoder and as cross-attention in the
+    reconstruction decoder.
+    """
+
+    def __init__(self, d_model: int, num_heads: int) -> None:
+        super().__init__()
+        if d_model % num_heads:
+            raise ValueError(f"d_model={d_model} must be divisible by num_heads={num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = d_model // num_heads
+        self.q_proj = nn.Linear(d_model, d_model, bias=False)
+        self.k_proj = nn.Linear(d_model, d_model, bias=False)
+        self.v_proj = nn.Linear(d_model, d_model, bias=False)
+        self.o_proj = nn.Linear(d_model, d_model, bias=False)
+
+    def _heads(self, x: Tensor) -> Tensor:
+        """[B, L, d] -> [B, H, L, d / H]."""
+        return x.unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
+
+    def forward(
+        self, x: Tensor, context: Tensor | None = None, key_mask: Tensor | None = None
+    ) -> Tensor:
+        """x: [B, Lq, d] queries; context: [B, Lk, d] (None: x itself); key_mask: [B, Lk], 1 = attend."""
+        context = x if context is None else context
+        q, k, v = self._heads(self.q_proj(x)), self._heads(self.k_proj(context)), self._heads(
+            self.v_proj(context)
+        )
+        attn_mask = None if key_mask is None else key_mask.bool()[:, None, None, :]
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        return self.o_proj(o.transpose(1, 2).flatten(2))
+
+
+class SelfAttentionMixer(MultiHeadAttention):
+    """The encoder's attention mixer: self-attention with padded keys masked out."""
+
+    def forward(self, x: Tensor, attention_mask: Tensor | None = None) -> Tensor:  # type: ignore[override]
+        return super().forward(x, key_mask=attention_mask)

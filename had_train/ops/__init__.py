@@ -1,0 +1,15 @@
+"""Plain tensor functions (no parameters) that the student's layers call."""
+
+from .gated_delta_rule import (
+    gated_delta_rule,
+    gated_delta_rule_backend,
+    gated_delta_rule_chunked,
+    gated_delta_rule_recurrent,
+)
+
+__all__ = [
+    "gated_delta_rule",
+    "gated_delta_rule_backend",
+    "gated_delta_rule_chunked",
+    "gated_delta_rule_recurrent",
+]

@@ -1,0 +1,208 @@
+"""The gated delta rule (Yang et al., ICLR 2025): a naive reference, a chunked PyTorch form, a dispatcher.
+
+All three take the same arguments in the same order, in fla's default layout:
+q, k: [B, L, H, Dk]; v: [B, L, H, Dv]; g: [B, L, H] log-decay (<= 0, alpha = exp(g));
+beta: [B, L, H]; state S: [B, H, Dk, Dv]. The recurrence is
+
+    S_t = alpha_t (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t v_t^T,    o_t = S_t^T (scale q_t)
+
+q and k are expected L2-normalised already (the layer does it), so this file owns only the
+recurrence. The recurrent form is the reference the tests trust; the chunked form is what runs
+on CPU (and on GPU without fla); fla's Triton kernel runs on CUDA when it imports.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "gated_delta_rule",
+    "gated_delta_rule_backend",
+    "gated_delta_rule_chunked",
+    "gated_delta_rule_recurrent",
+]
+
+
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    """float64 stays float64 (for exact parity tests); everything else runs in float32."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _check_shapes(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor) -> None:
+    """Fail early with shapes in the message: a transposed layout otherwise computes garbage."""
+    if q.dim() != 4 or q.shape != k.shape:
+        raise ValueError(f"q and k must be [B, L, H, Dk] and equal, got {tuple(q.shape)}, {tuple(k.shape)}")
+    if v.dim() != 4 or v.shape[:3] != q.shape[:3]:
+        raise ValueError(f"v must be [B, L, H, Dv] matching q's [B, L, H], got {tuple(v.shape)}")
+    if g.shape != q.shape[:3] or beta.shape != q.shape[:3]:
+        raise ValueError(
+            f"g and beta must be [B, L, H] = {tuple(q.shape[:3])}, got {tuple(g.shape)}, {tuple(beta.shape)}"
+        )
+
+
+def gated_delta_rule_recurrent(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    g: Tensor,
+    beta: Tensor,
+    scale: float | None = None,
+    initial_state: Tensor | None = None,
+    output_final_state: bool = False,
+) -> tuple[Tensor, Tensor | None]:
+    """Step-by-step reference: slow (a Python loop over L) but obviously correct.
+
+    Returns (o [B, L, H, Dv] in v's dtype, final state [B, H, Dk, Dv] in the compute dtype or None).
+    """
+    _check_shapes(q, k, v, g, beta)
+    dtype, out_dtype = _compute_dtype(q), v.dtype
+    batch, length, heads, dk = q.shape
+    dv = v.shape[-1]
+    scale = dk**-0.5 if scale is None else scale
+    q, k, v, g, beta = (x.to(dtype) for x in (q, k, v, g, beta))
+    if initial_state is None:
+        state = q.new_zeros(batch, heads, dk, dv)
+    else:
+        state = initial_state.to(dtype)
+    outputs = []
+    for t in range(length):
+        k_t, v_t, beta_t = k[:, t], v[:, t], beta[:, t, :, None]
+        alpha_t = g[:, t].exp()[..., None, None]
+        state = alpha_t * state
+        # delta rule: replace the value stored under key k_t by v_t, at learning rate beta_t
+        residual = beta_t * (v_t - torch.einsum("bhk,bhkv->bhv", k_t, state))
+        state = state + torch.einsum("bhk,bhv->bhkv", k_t, residual)
+        outputs.append(torch.einsum("bhk,bhkv->bhv", q[:, t] * scale, state))
+    o = torch.stack(outputs, dim=1) if outputs else v.new_zeros(batch, 0, heads, dv)
+    return o.to(out_dtype), (state if output_final_state else None)
+
+
+def gated_delta_rule_chunked(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    g: Tensor,
+    beta: Tensor,
+    scale: float | None = None,
+    initial_state: Tensor | None = None,
+    output_final_state: bool = False,
+    chunk_size: int = 64,
+) -> tuple[Tensor, Tensor | None]:
+    """Chunked WY/UT form: matmuls within a chunk, a loop only over L / chunk_size chunks.
+
+    Within a chunk (G = in-chunk cumsum of g), the per-step delta-rule corrections solve the unit
+    lower-triangular system (I + A) r = beta v - beta k exp(G) S with
+    A[t, s] = beta_t (k_t . k_s) exp(G_t - G_s), s < t, so r = u - w S with u = T(beta v),
+    w = T(beta k exp(G)), T = (I + A)^-1. L is padded to a multiple of chunk_size with
+    g = 0, beta = 0, k = 0, which leaves the state unchanged; the output is cut back.
+    Gradients come from autograd.
+    """
+    _check_shapes(q, k, v, g, beta)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    dtype, out_dtype = _compute_dtype(q), v.dtype
+    batch, length, heads, dk = q.shape
+    dv = v.shape[-1]
+    scale = dk**-0.5 if scale is None else scale
+    n_chunks = max(1, -(-length // chunk_size))
+    pad = n_chunks * chunk_size - length
+
+    def to_chunks(x: Tensor) -> Tensor:
+        """[B, L, H, ...] -> [B, H, N, C, ...], zero-padded along L."""
+        x = x.to(dtype).movedim(1, 2)
+        if pad:
+            x = torch.cat([x, x.new_zeros(*x.shape[:2], pad, *x.shape[3:])], dim=2)
+        return x.reshape(batch, heads, n_chunks, chunk_size, *x.shape[3:])
+
+    q, k, v = to_chunks(q) * scale, to_chunks(k), to_chunks(v)
+    g, beta = to_chunks(g), to_chunks(beta)
+
+    cum_g = g.cumsum(dim=-1)  # G_t: [B, H, N, C]
+    lower = torch.ones(chunk_size, chunk_size, dtype=torch.bool, device=q.device).tril()
+    strict_lower = lower.tril(-1)
+    # exp(G_t - G_s) for s <= t, exactly 0 above the diagonal (masked before exp: no inf * 0)
+    decay = (cum_g[..., :, None] - cum_g[..., None, :]).masked_fill(~lower, float("-inf")).exp()
+
+    a = (beta[..., None] * (k @ k.transpose(-1, -2)) * decay).masked_fill(~strict_lower, 0.0)
+    eye = torch.eye(chunk_size, dtype=dtype, device=q.device)
+    rhs = torch.cat([beta[..., None] * v, beta[..., None] * k * cum_g.exp()[..., None]], dim=-1)
+    uw = torch.linalg.solve_triangular(a + eye, rhs, upper=False, unitriangular=True)
+    u, w = uw.split([dv, dk], dim=-1)
+
+    q_decayed = q * cum_g.exp()[..., None]  # reads the chunk-start state
+    attn = (q @ k.transpose(-1, -2)) * decay  # intra-chunk, causal incl. diagonal
+    chunk_decay = cum_g[..., -1]  # G_C: [B, H, N]
+    k_to_end = k * (chunk_decay[..., None] - cum_g).exp()[..., None]
+
+    if initial_state is None:
+        state = q.new_zeros(batch, heads, dk, dv)
+    else:
+        state = initial_state.to(dtype)
+    outputs = []
+    for n in range(n_chunks):
+        v_new = u[:, :, n] - w[:, :, n] @ state
+        outputs.append(q_decayed[:, :, n] @ state + attn[:, :, n] @ v_new)
+        state = (
+            chunk_decay[:, :, n, None, None].exp() * state
+            + k_to_end[:, :, n].transpose(-1, -2) @ v_new
+        )
+    o = torch.stack(outputs, dim=2).reshape(batch, heads, n_chunks * chunk_size, dv)
+    o = o[:, :, :length].movedim(1, 2)
+    return o.to(out_dtype), (state if output_final_state else None)
+
+
+@functools.cache
+def _fla_kernel() -> Callable[..., tuple[Tensor, Tensor | None]] | None:
+    """fla's Triton kernel if it imports; any failure means 'not available', never an error."""
+    try:
+        from fla.ops.gated_delta_rule import chunk_gated_delta_rule
+    except Exception:
+        return None
+    return chunk_gated_delta_rule
+
+
+def gated_delta_rule_backend(device: torch.device | str) -> str:
+    """Which implementation `gated_delta_rule` uses on `device`: "fla" or "torch-chunked".
+
+    The trainer logs this once, so a run that silently fell back to the slow path is visible.
+    """
+    if torch.device(device).type == "cuda" and _fla_kernel() is not None:
+        return "fla"
+    return "torch-chunked"
+
+
+def gated_delta_rule(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    g: Tensor,
+    beta: Tensor,
+    scale: float | None = None,
+    initial_state: Tensor | None = None,
+    output_final_state: bool = False,
+    chunk_size: int = 64,
+) -> tuple[Tensor, Tensor | None]:
+    """The one entry point layers call: fla on CUDA when available, else the chunked PyTorch op.
+
+    chunk_size applies to the PyTorch path only (fla fixes its own).
+    """
+    if gated_delta_rule_backend(q.device) == "fla":
+        kernel = _fla_kernel()
+        assert kernel is not None
+        return kernel(
+            q=q,
+            k=k,
+            v=v,
+            g=g,
+            beta=beta,
+            scale=scale,
+            initial_state=initial_state,
+            output_final_state=output_final_state,
+        )
+    return gated_delta_rule_chunked(
+        q, k, v, g, beta, scale, initial_state, output_final_state, chunk_size
+    )

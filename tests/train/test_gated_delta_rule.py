@@ -1,0 +1,127 @@
+"""The chunked gated delta rule must match the step-by-step reference, forward and backward."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from had_train.ops import (
+    gated_delta_rule,
+    gated_delta_rule_backend,
+    gated_delta_rule_chunked,
+    gated_delta_rule_recurrent,
+)
+
+B, H, DK, DV = 2, 2, 8, 6
+
+
+def make_inputs(length: int, dtype: torch.dtype = torch.float64, seed: int = 0, decay: float = 0.5):
+    """Random q, k (L2-normalised, as the layer feeds them), v, g <= 0, beta in (0, 1), state."""
+    gen = torch.Generator().manual_seed(seed)
+    q = F.normalize(torch.randn(B, length, H, DK, generator=gen, dtype=dtype), dim=-1)
+    k = F.normalize(torch.randn(B, length, H, DK, generator=gen, dtype=dtype), dim=-1)
+    v = torch.randn(B, length, H, DV, generator=gen, dtype=dtype)
+    g = -decay * torch.rand(B, length, H, generator=gen, dtype=dtype)
+    beta = torch.rand(B, length, H, generator=gen, dtype=dtype)
+    state = torch.randn(B, H, DK, DV, generator=gen, dtype=dtype)
+    return q, k, v, g, beta, state
+
+
+def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """Relative RMS error, the tolerance measure fla's parity tests use."""
+    return ((actual - expected).norm() / expected.norm().clamp(min=1e-30)).item()
+
+
+def run_with_grads(fn, inputs, with_state: bool, **kwargs):
+    """Output, final state and gradients of a fixed random projection of both."""
+    leaves = [x.clone().requires_grad_(True) for x in inputs]
+    q, k, v, g, beta, state = leaves
+    o, final = fn(
+        q, k, v, g, beta, initial_state=state if with_state else None, output_final_state=True, **kwargs
+    )
+    gen = torch.Generator().manual_seed(1)
+    do = torch.randn(o.shape, generator=gen, dtype=o.dtype)
+    ds = torch.randn(final.shape, generator=gen, dtype=final.dtype)
+    ((o * do).sum() + (final * ds).sum()).backward()
+    grads = [x.grad for x in (leaves if with_state else leaves[:5])]
+    return o.detach(), final.detach(), grads
+
+
+@pytest.mark.parametrize("length", [1, 7, 64, 100, 130])
+@pytest.mark.parametrize("chunk_size", [16, 64])
+@pytest.mark.parametrize("with_state", [False, True])
+def test_chunked_matches_recurrent_float64(length: int, chunk_size: int, with_state: bool) -> None:
+    inputs = make_inputs(length)
+    o_ref, s_ref, g_ref = run_with_grads(gated_delta_rule_recurrent, inputs, with_state)
+    o, s, grads = run_with_grads(gated_delta_rule_chunked, inputs, with_state, chunk_size=chunk_size)
+    assert o.shape == (B, length, H, DV) and s.shape == (B, H, DK, DV)
+    assert rel_err(o, o_ref) <= 1e-6
+    assert rel_err(s, s_ref) <= 1e-6
+    names = ["q", "k", "v", "g", "beta", "initial_state"]
+    for name, grad, grad_ref in zip(names, grads, g_ref, strict=False):
+        assert rel_err(grad, grad_ref) <= 1e-6, name
+
+
+def test_final_state_continues_the_sequence() -> None:
+    """Running two halves with the state handed over equals running the whole sequence."""
+    q, k, v, g, beta, _ = make_inputs(50)
+    o_full, s_full = gated_delta_rule_chunked(q, k, v, g, beta, output_final_state=True, chunk_size=16)
+    o1, s1 = gated_delta_rule_chunked(
+        q[:, :23], k[:, :23], v[:, :23], g[:, :23], beta[:, :23], output_final_state=True, chunk_size=16
+    )
+    o2, s2 = gated_delta_rule_chunked(
+        q[:, 23:], k[:, 23:], v[:, 23:], g[:, 23:], beta[:, 23:],
+        initial_state=s1, output_final_state=True, chunk_size=16,
+    )
+    assert rel_err(torch.cat([o1, o2], dim=1), o_full) <= 1e-12
+    assert rel_err(s2, s_full) <= 1e-12
+
+
+def test_no_final_state_unless_asked() -> None:
+    q, k, v, g, beta, _ = make_inputs(5)
+    assert gated_delta_rule_chunked(q, k, v, g, beta)[1] is None
+    assert gated_delta_rule_recurrent(q, k, v, g, beta)[1] is None
+
+
+def test_float32_strong_decay_is_finite_and_close() -> None:
+    """Decays as strong as the layer can produce (-exp(A_log) up to -16 * softplus) must not overflow."""
+    inputs = make_inputs(130, dtype=torch.float32, decay=40.0)
+    q, k, v, g, beta, _ = (x.requires_grad_(True) for x in inputs)
+    o, _ = gated_delta_rule_chunked(q, k, v, g, beta, chunk_size=64)
+    o.square().sum().backward()
+    assert torch.isfinite(o).all()
+    assert all(torch.isfinite(x.grad).all() for x in (q, k, v, g, beta))
+    o_ref, _ = gated_delta_rule_recurrent(*(x.detach() for x in (q, k, v, g, beta)))
+    assert rel_err(o.detach(), o_ref) <= 1e-5
+
+
+def test_low_precision_inputs_keep_their_dtype() -> None:
+    q, k, v, g, beta, _ = (x.to(torch.bfloat16) for x in make_inputs(20, dtype=torch.float32))
+    o, s = gated_delta_rule_chunked(q, k, v, g.float(), beta, output_final_state=True)
+    assert o.dtype == torch.bfloat16 and s.dtype == torch.float32
+
+
+def test_dispatcher_on_cpu_is_the_chunked_op() -> None:
+    """The backend the trainer logs is the one that runs: on CPU, the chunked PyTorch op."""
+    assert gated_delta_rule_backend("cpu") == "torch-chunked"
+    assert gated_delta_rule_backend(torch.device("cpu")) == "torch-chunked"
+    q, k, v, g, beta, state = make_inputs(40)
+    o, s = gated_delta_rule(q, k, v, g, beta, None, state, True, 16)
+    o_ref, s_ref = gated_delta_rule_chunked(q, k, v, g, beta, None, state, True, 16)
+    assert torch.equal(o, o_ref) and torch.equal(s, s_ref)
+
+
+def test_scale_is_applied_to_queries() -> None:
+    q, k, v, g, beta, _ = make_inputs(9)
+    o_default, _ = gated_delta_rule_chunked(q, k, v, g, beta)
+    o_one, _ = gated_delta_rule_chunked(q, k, v, g, beta, scale=1.0)
+    assert rel_err(o_default, o_one * DK**-0.5) <= 1e-12
+
+
+def test_wrong_layout_is_rejected() -> None:
+    q, k, v, g, beta, _ = make_inputs(9)
+    with pytest.raises(ValueError, match="g and beta"):
+        gated_delta_rule_chunked(q, k, v, g.transpose(1, 2), beta)
+    with pytest.raises(ValueError, match="v must be"):
+        gated_delta_rule_recurrent(q, k, v.transpose(1, 2), g, beta)
