@@ -32,23 +32,99 @@ def main() -> None:
 
 
 @main.command("extract")
-@click.option("--fasta", required=True, help="Genome FASTA (.fa, bgzip .fa.gz or plain-gzip .fa.gz, decompressed once to ~/.cache/had); `demo` = the embedded 8 Mb slice of human chrX.")
-@click.option("--teacher", default=teacher_mod.PAPER_TEACHER, show_default=True, help="Hugging Face hub id or local folder of an NT-vocabulary masked LM; `demo` = the small embedded teacher.")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Store to write or resume. [default: ./<fasta name>.had.zarr]")
-@click.option("--window-bp", default=1020, show_default=True, help="Window length in bases; a multiple of 6 so every teacher token is a whole 6-mer (1,020 bp = 170 tokens, the ~1 kb windows of the paper's recipe).")
-@click.option("--mask-ratio", default=0.15, show_default=True, help="Share of 6-mer groups masked per window (rounded half up; exactly the same count in every window).")
-@click.option("--seed", default=0, show_default=True, help="Mask seed; the mask of record i depends only on (seed, i).")
-@click.option("--layer", default=-1, show_default=True, help="Teacher hidden_states index to store: -1 = final layer after the final layer norm (the paper's choice), 0 = embeddings.")
-@click.option("--batch-size", default=16, show_default=True, help="Windows per teacher forward pass.")
-@click.option("--device", default="auto", show_default=True, help="auto (cuda if present, else cpu), cpu, cuda, cuda:1, ...")
-@click.option("--dtype", default="auto", show_default=True, help="Teacher precision: auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16, float16. Stored features are float16.")
-@click.option("--max-windows", type=int, default=None, help="Keep this many windows, evenly spread over the genome. [default: all]")
-@click.option("--contigs", default="primary", show_default=True, help="`primary` (chr1-22, X, Y when the FASTA has them, else all), `all`, or a comma-separated list.")
-@click.option("--strands", type=click.Choice(["forward", "both"]), default="forward", show_default=True, help="`both` also caches every window's reverse complement as its own record.")
-@click.option("--chunk-records", type=int, default=None, help="Records per Zarr chunk. [default: ~16 MB of teacher features]")
-@click.option("--revision", default=None, help="Hub revision (branch, tag or commit) of the teacher.")
-@click.option("--trust-remote-code/--no-trust-remote-code", default=True, show_default=True, help="Allow the checkpoint's own modeling code (NT v2 checkpoints need it).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing store at --out instead of resuming it.")
+@click.option(
+    "--fasta",
+    required=True,
+    help="Genome FASTA (.fa, bgzip .fa.gz or plain-gzip .fa.gz, decompressed once to ~/.cache/had); `demo` = the embedded 8 Mb slice of human chrX.",
+)
+@click.option(
+    "--teacher",
+    default=teacher_mod.PAPER_TEACHER,
+    show_default=True,
+    help="Hugging Face hub id or local folder of an NT-vocabulary masked LM; `demo` = the small embedded teacher.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Store to write or resume. [default: ./<fasta name>.had.zarr]",
+)
+@click.option(
+    "--window-bp",
+    default=1020,
+    show_default=True,
+    help="Window length in bases; a multiple of 6 so every teacher token is a whole 6-mer (1,020 bp = 170 tokens, the ~1 kb windows of the paper's recipe).",
+)
+@click.option(
+    "--mask-ratio",
+    default=0.15,
+    show_default=True,
+    help="Share of 6-mer groups masked per window (rounded half up; exactly the same count in every window).",
+)
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    help="Mask seed; the mask of record i depends only on (seed, i).",
+)
+@click.option(
+    "--layer",
+    default=-1,
+    show_default=True,
+    help="Teacher hidden_states index to store: -1 = final layer after the final layer norm (the paper's choice), 0 = embeddings.",
+)
+@click.option(
+    "--batch-size", default=16, show_default=True, help="Windows per teacher forward pass."
+)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="auto (cuda if present, else cpu), cpu, cuda, cuda:1, ...",
+)
+@click.option(
+    "--dtype",
+    default="auto",
+    show_default=True,
+    help="Teacher precision: auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16, float16. Stored features are float16.",
+)
+@click.option(
+    "--max-windows",
+    type=int,
+    default=None,
+    help="Keep this many windows, evenly spread over the genome. [default: all]",
+)
+@click.option(
+    "--contigs",
+    default="primary",
+    show_default=True,
+    help="`primary` (chr1-22, X, Y when the FASTA has them, else all), `all`, or a comma-separated list.",
+)
+@click.option(
+    "--strands",
+    type=click.Choice(["forward", "both"]),
+    default="forward",
+    show_default=True,
+    help="`both` also caches every window's reverse complement as its own record.",
+)
+@click.option(
+    "--chunk-records",
+    type=int,
+    default=None,
+    help="Records per Zarr chunk. [default: ~16 MB of teacher features]",
+)
+@click.option(
+    "--revision", default=None, help="Hub revision (branch, tag or commit) of the teacher."
+)
+@click.option(
+    "--trust-remote-code/--no-trust-remote-code",
+    default=True,
+    show_default=True,
+    help="Allow the checkpoint's own modeling code (NT v2 checkpoints need it).",
+)
+@click.option(
+    "--overwrite", is_flag=True, help="Replace an existing store at --out instead of resuming it."
+)
 @exit_on_had_error
 def extract_cmd(fasta: str, out: Path | None, **options: object) -> None:
     """Tile a genome into windows, mask 6-mer groups, run the teacher, write a Zarr store.

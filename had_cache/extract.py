@@ -17,7 +17,8 @@ import torch
 from tqdm.auto import tqdm
 
 import had_cache
-from had_cache import dna, masking, schema, teacher as teacher_mod, tokenize, windows
+from had_cache import dna, masking, schema, tokenize, windows
+from had_cache import teacher as teacher_mod
 from had_cache.errors import ConfigError
 from had_cache.writer import StoreWriter
 
@@ -77,16 +78,15 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
     if cfg.batch_size <= 0:
         raise ConfigError(f"--batch-size must be positive, got {cfg.batch_size}")
     if cfg.window_bp % dna.K or cfg.window_bp <= 0:
-        raise ConfigError(f"--window-bp must be a positive multiple of {dna.K}, got {cfg.window_bp}")
+        raise ConfigError(
+            f"--window-bp must be a positive multiple of {dna.K}, got {cfg.window_bp}"
+        )
     n_tokens = cfg.window_bp // dna.K
     if not 0.0 < cfg.mask_ratio < 1.0:
         raise ConfigError(f"--mask-ratio must be between 0 and 1, got {cfg.mask_ratio}")
     n_masked = masking.n_masked(n_tokens, cfg.mask_ratio)
 
     fasta = windows.open_fasta(cfg.fasta)
-    table = windows.plan_windows(
-        fasta, cfg.window_bp, cfg.contigs, cfg.strands, cfg.max_windows, cfg.progress
-    )
     device = teacher_mod.resolve_device(cfg.device)
     teacher = teacher_mod.load_teacher(
         cfg.teacher,
@@ -95,6 +95,14 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
         cfg.layer,
         cfg.revision,
         cfg.trust_remote_code,
+    )
+    if n_tokens + 1 > teacher.max_tokens:
+        raise ConfigError(
+            f"--window-bp {cfg.window_bp} needs {n_tokens + 1} teacher tokens with <cls>, more "
+            f"than the teacher's maximum of {teacher.max_tokens}"
+        )
+    table = windows.plan_windows(
+        fasta, cfg.window_bp, cfg.contigs, cfg.strands, cfg.max_windows, cfg.progress
     )
     n_visible = n_tokens - n_masked
     attrs = schema.StoreAttrs(
@@ -127,7 +135,9 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
         rows = attrs.chunk_slice(chunk)
         records = range(rows.start, rows.stop)
         seq = windows.read_windows(fasta, table, records, cfg.window_bp)
-        mask = masking.group_masks(cfg.seed, np.arange(rows.start, rows.stop), n_tokens, cfg.mask_ratio)
+        mask = masking.group_masks(
+            cfg.seed, np.arange(rows.start, rows.stop), n_tokens, cfg.mask_ratio
+        )
         ids = masking.teacher_input(tokenize.kmer_ids(seq), mask, tokenize.MASK_ID)
         feats = np.empty((len(records), n_visible, attrs.hidden_size), dtype=schema.TEACHER_DTYPE)
         for lo in range(0, len(records), cfg.batch_size):
@@ -148,4 +158,3 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
         bytes_on_disk=directory_bytes(Path(cfg.out)),
         seconds=time.perf_counter() - t0,
     )
-

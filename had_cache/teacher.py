@@ -8,7 +8,7 @@ in `had_cache/assets/demo_teacher`). The tokenizer must be the NT 6-mer vocabula
 from __future__ import annotations
 
 import hashlib
-import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +78,7 @@ class Teacher:
     model: torch.nn.Module
     info: TeacherInfo
     device: torch.device
+    max_tokens: int
 
     @torch.inference_mode()
     def features(self, token_ids: np.ndarray) -> torch.Tensor:
@@ -95,6 +96,46 @@ class Teacher:
         return out.hidden_states[self.info.layer][:, 1:]
 
 
+def _from_pretrained(
+    source: str, dtype: torch.dtype, kwargs: dict
+) -> tuple[object, torch.nn.Module]:
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    return tokenizer, AutoModelForMaskedLM.from_pretrained(source, dtype=dtype, **kwargs)
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick TCP connect to the Hub, so an offline machine fails in seconds, not minutes."""
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def _from_hub(name: str, dtype: torch.dtype, kwargs: dict) -> tuple[object, torch.nn.Module]:
+    """Load from the local Hugging Face cache if it has the model, else from the Hub."""
+    try:
+        return _from_pretrained(name, dtype, kwargs | {"local_files_only": True})
+    except OSError:
+        pass
+    if not hub_reachable():
+        raise TeacherError(
+            f"teacher {name!r} is not a local folder, not in the Hugging Face cache, and the Hub "
+            "cannot be reached from here. On a machine with internet run `hf download "
+            f"{name} --local-dir DIR`, copy DIR here and pass --teacher DIR"
+        )
+    return _from_pretrained(name, dtype, kwargs)
+
+
 def load_teacher(
     name: str,
     device: torch.device,
@@ -104,28 +145,23 @@ def load_teacher(
     trust_remote_code: bool = True,
 ) -> Teacher:
     """Load tokenizer and masked LM by hub id or folder, offline-first, and freeze it."""
-    from transformers import AutoModelForMaskedLM, AutoTokenizer
-
     source = str(DEMO_TEACHER_DIR) if name == DEMO_TEACHER else name
     folder = Path(source)
     is_path = folder.is_dir() or source.startswith((".", "/", "~"))
     if folder.exists() and not folder.is_dir():
-        raise TeacherError(f"--teacher {name}: expected a folder in Hugging Face layout, got a file")
+        raise TeacherError(
+            f"--teacher {name}: expected a folder in Hugging Face layout, got a file"
+        )
     if is_path and not folder.is_dir():
         raise TeacherError(f"--teacher {name}: no such folder")
     kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-        model = AutoModelForMaskedLM.from_pretrained(source, dtype=dtype, **kwargs)
-    except (OSError, ValueError) as err:
         if is_path:
-            raise TeacherError(f"cannot load the teacher from {source}: {err}") from err
-        raise TeacherError(
-            f"cannot load teacher {name!r}: it is not a local folder and the Hugging Face Hub "
-            "could not be reached or has no such model. On a machine with internet run "
-            f"`huggingface-cli download {name} --local-dir DIR`, copy DIR here and pass "
-            "--teacher DIR"
-        ) from err
+            tokenizer, model = _from_pretrained(source, dtype, kwargs)
+        else:
+            tokenizer, model = _from_hub(name, dtype, kwargs)
+    except (OSError, ValueError) as err:
+        raise TeacherError(f"cannot load the teacher {name!r}: {err}") from err
     _check_vocabulary(tokenizer, name)
     model.eval().requires_grad_(False).to(device)
     config = model.config
@@ -148,4 +184,6 @@ def load_teacher(
         token_dropout=getattr(config, "token_dropout", None),
         mask_token_id=tokenize.MASK_ID,
     )
-    return Teacher(model=model, info=info, device=device)
+    # ESM counts two extra position slots (NTv2: 2,050 -> at most 2,048 tokens with <cls>).
+    max_tokens = int(getattr(config, "max_position_embeddings", 1 << 30)) - 2
+    return Teacher(model=model, info=info, device=device, max_tokens=max_tokens)

@@ -150,7 +150,9 @@ def plan_windows(
         raise ConfigError(f"--strands must be one of {STRAND_CHOICES}, got {strands!r}")
     names = select_contigs(list(fasta.keys()), contigs)
     contig_idx, starts, skipped = [], [], 0
-    for i, name in enumerate(tqdm(names, desc="scanning contigs", unit="contig", disable=not progress)):
+    for i, name in enumerate(
+        tqdm(names, desc="scanning contigs", unit="contig", disable=not progress)
+    ):
         length = len(fasta[name])
         n_win = length // window_bp
         if n_win == 0:
@@ -182,7 +184,9 @@ def plan_windows(
     return table
 
 
-def read_windows(fasta: pyfaidx.Fasta, table: WindowTable, records: range, window_bp: int) -> np.ndarray:
+def read_windows(
+    fasta: pyfaidx.Fasta, table: WindowTable, records: range, window_bp: int
+) -> np.ndarray:
     """uint8 codes [len(records), window_bp] of the given records, reverse-complemented where -1."""
     out = np.empty((len(records), window_bp), dtype=np.uint8)
     for row, r in enumerate(records):

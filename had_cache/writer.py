@@ -64,7 +64,9 @@ class StoreWriter:
         done = self.group[schema.CHUNK_DONE][lo:hi]
         return [lo + i for i in np.flatnonzero(~done)]
 
-    def write_chunk(self, chunk: int, seq: np.ndarray, mask: np.ndarray, teacher: np.ndarray) -> int:
+    def write_chunk(
+        self, chunk: int, seq: np.ndarray, mask: np.ndarray, teacher: np.ndarray
+    ) -> int:
         """Write one chunk's records, then its done marker; returns the payload bytes."""
         rows = self.attrs.chunk_slice(chunk)
         expected = rows.stop - rows.start

@@ -1,0 +1,117 @@
+"""Extraction writes a store whose every array round-trips, and resumes without redoing work."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import zarr
+
+from had_cache import dna, masking, schema, tokenize, windows
+from had_cache.errors import FastaError, StoreError, TeacherError
+from had_cache.extract import ExtractConfig, extract
+from had_cache.reader import CacheReader
+from had_cache.teacher import load_teacher
+
+
+def _extract(fasta: Path, teacher: Path, out: Path, **kw: object) -> None:
+    options = {"chunk_records": 4, "batch_size": 3, "progress": False} | kw
+    extract(ExtractConfig(fasta=fasta, out=out, teacher=str(teacher), **options))
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory, small_fasta: Path, tiny_teacher: Path) -> Path:
+    out = tmp_path_factory.mktemp("store") / "small.had.zarr"
+    _extract(small_fasta, tiny_teacher, out, seed=5, window_bp=600)
+    return out
+
+
+def test_store_round_trip(store: Path, small_fasta: Path, tiny_teacher: Path) -> None:
+    reader = CacheReader(store)
+    a = reader.attrs
+    # chrA: 6000 bp -> 10 windows; chrB: 3000 bp -> 5 windows, one of which holds the N run.
+    assert (a.n_records, a.skipped_n_windows) == (14, 1)
+    assert (a.window_bp, a.n_tokens, a.n_masked, a.hidden_size) == (600, 100, 15, 32)
+    assert a.teacher.layer == -1 and a.teacher.token_dropout is False
+    contigs, contig, start, strand = reader.locations()
+    assert contigs == ["chrA", "chrB"] and (strand == 1).all()
+    assert start[contig == 1].tolist() == [0, 1200, 1800, 2400]  # 600-1200 holds the N run
+
+    records = reader.read(slice(0, a.n_records))
+    fasta = windows.open_fasta(small_fasta)
+    for r in range(a.n_records):
+        name = contigs[contig[r]]
+        expected = dna.encode(fasta[name][int(start[r]) : int(start[r]) + 600])
+        assert np.array_equal(records.seq[r], expected)
+        assert np.array_equal(records.mask[r], masking.group_mask(5, r, 100, 0.15))
+
+    # Visible teacher features line up with the visible groups, in token order.
+    teacher = load_teacher(str(tiny_teacher), torch.device("cpu"), torch.float32)
+    ids = masking.teacher_input(tokenize.kmer_ids(records.seq[:3]), records.mask[:3], tokenize.MASK_ID)
+    full = teacher.features(ids).numpy()
+    for r in range(3):
+        visible = full[r][~records.mask[r]]
+        np.testing.assert_allclose(records.teacher[r].astype(np.float32), visible, atol=2e-3, rtol=2e-3)
+
+
+def test_rerun_resumes_only_missing_chunks(store: Path, small_fasta: Path, tiny_teacher: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy.zarr"
+    shutil.copytree(store, copy)
+    before = CacheReader(copy).read(slice(0, 14))
+    group = zarr.open_group(str(copy), mode="r+")
+    group[schema.CHUNK_DONE][1] = False  # as if killed while writing chunk 1 ...
+    group[schema.TEACHER][4:8] = 0  # ... which left garbage behind
+    attrs = dict(group.attrs[schema.ATTRS_KEY]) | {"complete": False}
+    group.attrs[schema.ATTRS_KEY] = attrs
+    with pytest.raises(StoreError, match="incomplete"):
+        CacheReader(copy)
+    _extract(small_fasta, tiny_teacher, copy, seed=5, window_bp=600)
+    after = CacheReader(copy).read(slice(0, 14))
+    np.testing.assert_array_equal(after.teacher, before.teacher)
+
+
+def test_rerun_with_other_options_refuses_to_clobber(store: Path, small_fasta: Path, tiny_teacher: Path) -> None:
+    with pytest.raises(StoreError, match="different extraction"):
+        _extract(small_fasta, tiny_teacher, store, seed=6, window_bp=600)
+
+
+def test_reverse_complement_windows_are_their_own_records(small_fasta: Path, tiny_teacher: Path, tmp_path: Path) -> None:
+    out = tmp_path / "rc.zarr"
+    _extract(small_fasta, tiny_teacher, out, window_bp=600, strands="both", max_windows=6)
+    reader = CacheReader(out)
+    _, contig, start, strand = reader.locations()
+    seq = reader.read(slice(0, len(reader))).seq
+    fwd = np.flatnonzero(strand == 1)
+    for i in fwd:
+        j = np.flatnonzero((strand == -1) & (start == start[i]) & (contig == contig[i]))
+        if len(j):
+            assert np.array_equal(seq[j[0]], dna.reverse_complement(seq[i]))
+
+
+def test_gzip_and_bgzip_fasta(small_fasta: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from Bio import bgzf
+
+    monkeypatch.setenv("HAD_CACHE_DIR", str(tmp_path / "cache"))
+    plain = tmp_path / "plain.fa.gz"
+    with open(small_fasta, "rb") as src, gzip.open(plain, "wb") as dst:
+        dst.write(src.read())
+    bgz = tmp_path / "bgzip.fa.gz"
+    with open(small_fasta, "rb") as src, bgzf.BgzfWriter(str(bgz), "wb") as dst:
+        dst.write(src.read())
+    expected = windows.open_fasta(small_fasta)["chrA"][100:700]
+    assert windows.open_fasta(plain)["chrA"][100:700] == expected
+    assert list((tmp_path / "cache" / "fasta").glob("plain.fa.*.fa"))
+    assert windows.open_fasta(bgz)["chrA"][100:700] == expected
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path: Path, small_fasta: Path) -> None:
+    with pytest.raises(FastaError, match="not found"):
+        windows.open_fasta(tmp_path / "missing.fa")
+    with pytest.raises(TeacherError, match="no such folder"):
+        load_teacher("./no-such-teacher", torch.device("cpu"), torch.float32)
+    with pytest.raises(StoreError, match="not found"):
+        CacheReader(tmp_path / "nope.zarr")
