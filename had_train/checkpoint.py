@@ -1,0 +1,87 @@
+"""Checkpoints as `step-NNNNNNN/` folders that count only once their marker is written last.
+
+A checkpoint is written into `step-N.tmp/`, the marker file is written last, and the folder is
+renamed into place, so a kill at any moment leaves the previous checkpoint intact. The oldest
+complete checkpoints beyond `keep` are purged.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from had_cache.errors import HadError
+
+MARKER = "COMPLETE"
+TRAINER_STATE = "trainer_state.json"
+OPTIMIZER_STATE = "optimizer.pt"
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+def step_dir(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / f"step-{step:07d}"
+
+
+def complete_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """(step, folder) of every complete checkpoint in a run, oldest first."""
+    found = []
+    if Path(run_dir).is_dir():
+        for child in Path(run_dir).iterdir():
+            match = _STEP_DIR.match(child.name)
+            if match and (child / MARKER).exists():
+                found.append((int(match.group(1)), child))
+    return sorted(found)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    found = complete_checkpoints(run_dir)
+    return found[-1][1] if found else None
+
+
+def save_checkpoint(
+    run_dir: Path,
+    step: int,
+    model: Any,
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
+    keep: int,
+) -> Path:
+    """Write model (HF folder), optimizer and trainer state for `step`; purge old ones."""
+    final = step_dir(run_dir, step)
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    torch.save(optimizer.state_dict(), tmp / OPTIMIZER_STATE)
+    (tmp / TRAINER_STATE).write_text(json.dumps(state | {"step": step}, indent=2))
+    (tmp / MARKER).write_text(f"{step}\n")
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    for _, old in complete_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_trainer_state(checkpoint: Path) -> dict[str, Any]:
+    return json.loads((Path(checkpoint) / TRAINER_STATE).read_text())
+
+
+def resolve_model_dir(path: Path) -> Path:
+    """A run folder (-> its latest complete checkpoint) or a checkpoint folder -> a model folder."""
+    path = Path(path)
+    if not path.exists():
+        raise HadError(f"checkpoint not found: {path}")
+    if (path / "config.json").exists() and (path / MARKER).exists():
+        return path
+    latest = latest_checkpoint(path)
+    if latest is None:
+        raise HadError(
+            f"{path} holds no complete checkpoint (no step-*/ folder with a {MARKER} marker); "
+            "point --checkpoint at a `had-train pretrain` run folder"
+        )
+    return latest

@@ -1,0 +1,256 @@
+"""`had-train`: stage two of HAD, pretraining the student from a store and evaluating it."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import click
+
+from had_cache.errors import ConfigError, HadError, exit_on_had_error
+from had_train import checkpoint
+from had_train.pretrain import RESUMABLE_OVERRIDES, PretrainConfig, load_run_config, pretrain
+
+RUNS_DIR = Path("runs")
+_DEFAULTS = PretrainConfig(cache="", out="")
+
+
+def default_run_dir(cache: Path) -> Path:
+    """store.had.zarr -> runs/store"""
+    return RUNS_DIR / cache.name.removesuffix(".zarr").removesuffix(".had")
+
+
+def latest_run(runs: Path = RUNS_DIR) -> Path:
+    """The run under ./runs whose newest complete checkpoint was written last."""
+    candidates = []
+    if runs.is_dir():
+        for run in runs.iterdir():
+            latest = checkpoint.latest_checkpoint(run)
+            if latest is not None:
+                candidates.append(((latest / checkpoint.MARKER).stat().st_mtime, run))
+    if not candidates:
+        raise HadError(
+            f"no pretraining run with a checkpoint under ./{runs}; pass --checkpoint RUN_DIR "
+            "(or --checkpoint none for a no-pretraining baseline)"
+        )
+    return max(candidates)[1]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Stage two of HAD: pretrain the student from a `had-cache` store, then evaluate it."""
+
+
+def _d(name: str) -> object:
+    return getattr(_DEFAULTS, name)
+
+
+@main.command("pretrain")
+@click.option(
+    "--cache",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Store written by `had-cache extract`.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Run folder for checkpoints, losses.csv and configs. [default: runs/<store name>]",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run in --out from its latest complete checkpoint (its saved options apply; --steps may be raised).",
+)
+@click.option(
+    "--preset",
+    default=_d("preset"),
+    show_default=True,
+    help="Student architecture preset: `paper` (~1.1M-parameter Bi-GDN + attention hybrid) or `tiny` (tests).",
+)
+@click.option(
+    "--steps",
+    type=int,
+    default=_d("steps"),
+    show_default=True,
+    help="Optimizer steps (the paper: 10k).",
+)
+@click.option(
+    "--batch-size",
+    type=int,
+    default=_d("batch_size"),
+    show_default=True,
+    help="Windows per step (the Caduceus 1k recipe: 1024; use ~16 on a CPU).",
+)
+@click.option(
+    "--grad-accum",
+    type=int,
+    default=_d("grad_accum"),
+    show_default=True,
+    help="Split each batch into this many micro-batches to save memory.",
+)
+@click.option(
+    "--lr", type=float, default=_d("lr"), show_default=True, help="Peak learning rate (AdamW)."
+)
+@click.option(
+    "--warmup-frac",
+    type=float,
+    default=_d("warmup_frac"),
+    show_default=True,
+    help="Share of steps for linear warm-up before cosine decay.",
+)
+@click.option("--weight-decay", type=float, default=_d("weight_decay"), show_default=True)
+@click.option("--grad-clip", type=float, default=_d("grad_clip"), show_default=True)
+@click.option(
+    "--align-weight",
+    "align_weight",
+    type=float,
+    default=_d("align_weight"),
+    show_default=True,
+    help="λ: weight of the alignment loss against reconstruction (not published; ours).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=_d("seed"),
+    show_default=True,
+    help="Initialisation and data-order seed.",
+)
+@click.option(
+    "--save-every",
+    type=int,
+    default=_d("save_every"),
+    show_default=True,
+    help="Checkpoint every K steps (and always at the end).",
+)
+@click.option(
+    "--keep-last",
+    type=int,
+    default=_d("keep_last"),
+    show_default=True,
+    help="Complete checkpoints to keep.",
+)
+@click.option(
+    "--log-every",
+    type=int,
+    default=_d("log_every"),
+    show_default=True,
+    help="Write a losses.csv row every K steps.",
+)
+@click.option(
+    "--device",
+    default=_d("device"),
+    show_default=True,
+    help="auto (cuda if present, else cpu), cpu, cuda, cuda:1, ...",
+)
+@click.pass_context
+@exit_on_had_error
+def pretrain_cmd(
+    ctx: click.Context, cache: Path, out: Path | None, resume: bool, **options: object
+) -> None:
+    """Train the student on a store: alignment to the teacher's visible-group features plus
+    reconstruction of the masked bases. The teacher is never loaded."""
+    run_dir = out or default_run_dir(cache)
+    cfg = PretrainConfig(cache=str(cache), out=str(run_dir), **options)
+    if resume:
+        saved = load_run_config(run_dir)
+        given = {
+            name
+            for name in options
+            if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+        }
+        clashes = [
+            f"--{n.replace('_', '-')} {getattr(cfg, n)} (run has {getattr(saved, n)})"
+            for n in sorted(given - set(RESUMABLE_OVERRIDES))
+            if getattr(cfg, n) != getattr(saved, n)
+        ]
+        if clashes:
+            raise ConfigError(
+                f"--resume keeps the run's options; these differ: {', '.join(clashes)}"
+            )
+        cfg = dataclasses.replace(
+            saved,
+            cache=str(cache),
+            **{n: getattr(cfg, n) for n in given & set(RESUMABLE_OVERRIDES)},
+        )
+    final = pretrain(cfg, resume=resume)
+    click.echo(f"checkpoint  {final}\nlosses      {Path(cfg.out) / 'losses.csv'}")
+
+
+@main.command("eval")
+@click.option(
+    "--checkpoint",
+    "checkpoint_path",
+    default=None,
+    help="Pretraining run folder or step folder; `none` = no pretraining (random init). [default: the latest run under ./runs]",
+)
+@click.option(
+    "--task",
+    default="splice",
+    show_default=True,
+    help="Built-in task name (`splice`: UCI primate splice junctions, 3 classes) or a CSV with `sequence,label` columns.",
+)
+@click.option(
+    "--folds",
+    type=int,
+    default=0,
+    show_default=True,
+    help="0 = one stratified train/test split; k >= 2 = stratified k-fold cross-validation.",
+)
+@click.option(
+    "--test-frac",
+    type=float,
+    default=0.2,
+    show_default=True,
+    help="Test share of the single split.",
+)
+@click.option("--epochs", type=int, default=10, show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--max-len",
+    type=int,
+    default=None,
+    help="Crop longer sequences around their centre. [default: no crop]",
+)
+@click.option(
+    "--preset", default="paper", show_default=True, help="Architecture for --checkpoint none."
+)
+@click.option("--no-tsne", is_flag=True, help="Skip the t-SNE figure.")
+@click.option("--device", default="auto", show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder for results.json and tsne.png. [default: <run>/eval-<task>]",
+)
+@exit_on_had_error
+def eval_cmd(
+    checkpoint_path: str | None, out: Path | None, no_tsne: bool, **options: object
+) -> None:
+    """Fine-tune the student with a classification head on a labelled set; print accuracy, MCC
+    and macro-F1, write results.json and a t-SNE PNG of the test-set embeddings."""
+    from had_train.eval.finetune import EvalConfig, evaluate
+    from had_train.eval.report import format_table
+
+    if checkpoint_path is None:
+        model_dir: Path | None = latest_run()
+    elif checkpoint_path.lower() == "none":
+        model_dir = None
+    else:
+        model_dir = Path(checkpoint_path)
+    task = str(options["task"])
+    task_name = Path(task).stem if task.endswith(".csv") else task
+    if out is None:
+        base = model_dir if model_dir is not None and model_dir.is_dir() else Path("runs/baseline")
+        if model_dir is not None and (model_dir / checkpoint.MARKER).exists():
+            base = model_dir.parent
+        out = base / f"eval-{task_name}"
+    cfg = EvalConfig(tsne=not no_tsne, **options)
+    results = evaluate(model_dir, cfg, out)
+    click.echo(format_table(results))
+    click.echo(f"results  {out / 'results.json'}")
+    if results.get("tsne"):
+        click.echo(f"t-SNE    {out / results['tsne']}")

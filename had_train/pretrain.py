@@ -1,0 +1,225 @@
+"""Pretraining the student from a store, top to bottom.
+
+HAD = alignment (student's visible-group features vs the teacher's) + reconstruction (masked
+bases), AdamW, linear warm-up then cosine decay as a pure function of the step, gradient
+clipping, a CSV of losses, checkpoints every `save_every` steps and at the end. The teacher is
+never loaded: its features come from the store.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from had_cache.errors import ConfigError, HadError
+from had_train import checkpoint, losses
+from had_train.data import PretrainBatches
+from had_train.model import HadStudentConfig, HadStudentForPretraining, count_parameters
+from had_train.ops import gated_delta_rule_backend
+
+CONFIG_FILE = "pretrain_config.json"
+LOSSES_FILE = "losses.csv"
+LOSS_COLUMNS = ("step", "loss", "align", "recon", "lr", "grad_norm", "seconds")
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Options of `had-train pretrain`; saved into the run folder and restored by --resume.
+
+    Defaults follow the Caduceus 1k recipe that HAD mirrors (10k steps, batch 1024, lr 8e-3,
+    10% warm-up, cosine, weight decay 0.1, clip 1.0); use smaller --batch-size/--steps on a CPU.
+    """
+
+    cache: str
+    out: str
+    preset: str = "paper"
+    steps: int = 10_000
+    batch_size: int = 1024
+    grad_accum: int = 1
+    lr: float = 8e-3
+    min_lr_ratio: float = 0.1
+    warmup_frac: float = 0.1
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    align_weight: float = 1.0
+    seed: int = 0
+    shuffle_chunks: int = 8
+    save_every: int = 1000
+    keep_last: int = 3
+    log_every: int = 10
+    device: str = "auto"
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# Options that may differ between the first run and a resume without changing the training.
+RESUMABLE_OVERRIDES = ("steps", "save_every", "keep_last", "log_every", "device")
+
+
+def lr_at(step: int, cfg: PretrainConfig) -> float:
+    """Learning rate for `step`: linear warm-up, then cosine decay to min_lr_ratio * lr."""
+    warmup = max(1, int(cfg.warmup_frac * cfg.steps))
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, cfg.steps - warmup))
+    floor = cfg.min_lr_ratio * cfg.lr
+    return floor + (cfg.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def validate(cfg: PretrainConfig) -> None:
+    for name in ("steps", "batch_size", "grad_accum", "save_every", "log_every"):
+        if getattr(cfg, name) <= 0:
+            raise ConfigError(
+                f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}"
+            )
+    if cfg.batch_size % cfg.grad_accum:
+        raise ConfigError(
+            f"--batch-size {cfg.batch_size} is not divisible by --grad-accum {cfg.grad_accum}"
+        )
+    if cfg.lr <= 0 or cfg.align_weight < 0:
+        raise ConfigError("--lr must be positive and --align-weight non-negative")
+
+
+def load_run_config(run_dir: Path) -> PretrainConfig:
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.exists():
+        raise HadError(f"{run_dir} is not a pretraining run (no {CONFIG_FILE}); nothing to resume")
+    return PretrainConfig(**json.loads(path.read_text()))
+
+
+def build_model(cfg: PretrainConfig, hidden_size: int) -> HadStudentForPretraining:
+    torch.manual_seed(cfg.seed)
+    try:
+        config = HadStudentConfig.from_preset(cfg.preset, teacher_hidden_size=hidden_size)
+    except (KeyError, ValueError) as err:
+        raise ConfigError(f"--preset {cfg.preset!r}: {err}") from err
+    return HadStudentForPretraining(config)
+
+
+def _open_loss_log(run_dir: Path, resume_step: int) -> tuple[Any, Any]:
+    """Open losses.csv for appending, dropping rows logged after the checkpoint we resume from."""
+    path = Path(run_dir) / LOSSES_FILE
+    rows = []
+    if resume_step and path.exists():
+        with open(path, newline="") as fh:
+            rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= resume_step]
+    fh = open(path, "w", newline="")  # noqa: SIM115 - kept open for the whole run
+    writer = csv.DictWriter(fh, fieldnames=LOSS_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    fh.flush()
+    return fh, writer
+
+
+def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Train (or resume) the student; returns the final checkpoint folder."""
+    from had_cache.teacher import resolve_device
+
+    validate(cfg)
+    run_dir = Path(cfg.out)
+    existing = checkpoint.latest_checkpoint(run_dir)
+    if existing is not None and not resume:
+        raise ConfigError(
+            f"{run_dir} already has checkpoints (latest {existing.name}); pass --resume to "
+            "continue it or --out for a new run"
+        )
+    device = resolve_device(cfg.device)
+    data = PretrainBatches(cfg.cache, cfg.batch_size, cfg.seed, cfg.shuffle_chunks)
+    model = build_model(cfg, data.attrs.hidden_size)
+    if model.config.group_size * data.attrs.n_tokens != data.attrs.window_bp:
+        raise ConfigError(
+            f"store groups {data.attrs.k} bases per token, the student {model.config.group_size}"
+        )
+    model.to(device)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "embed" in n]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=cfg.lr,
+        betas=(0.9, 0.95),
+    )
+    start = 0
+    if resume and existing is not None:
+        state = checkpoint.load_trainer_state(existing)
+        model.load_state_dict(HadStudentForPretraining.from_pretrained(existing).state_dict())
+        optimizer.load_state_dict(
+            torch.load(existing / checkpoint.OPTIMIZER_STATE, map_location=device)
+        )
+        start = int(state["step"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_json(), indent=2))
+    (run_dir / "store.json").write_text(json.dumps(data.attrs.to_json(), indent=2))
+
+    tqdm.write(
+        f"student: {count_parameters(model.had):,} encoder parameters ({cfg.preset}); "
+        f"gdn={gated_delta_rule_backend(device)} attention=sdpa device={device}; "
+        f"store {data.attrs.n_records:,} records, teacher width {data.attrs.hidden_size}; "
+        f"steps {start}->{cfg.steps}"
+    )
+    log_fh, log = _open_loss_log(run_dir, start)
+    micro = cfg.batch_size // cfg.grad_accum
+    bar = tqdm(
+        total=cfg.steps, initial=start, desc="pretraining", unit="step", disable=not progress
+    )
+    t0 = time.perf_counter()
+    final = existing
+    try:
+        model.train()
+        for step, batch in zip(range(start, cfg.steps), data.iterate(start), strict=False):
+            lr = lr_at(step, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            optimizer.zero_grad(set_to_none=True)
+            totals = torch.zeros(3)
+            for lo in range(0, cfg.batch_size, micro):
+                part = batch.rows(lo, lo + micro).to(device)
+                out = model(part.seq, part.group_mask)
+                align = losses.alignment_loss(out.aligned, part.teacher)
+                recon = losses.reconstruction_loss(
+                    out.recon_logits, model.reconstruction_targets(part.seq, part.group_mask)
+                )
+                loss = losses.had_loss(align, recon, cfg.align_weight)
+                if not torch.isfinite(loss):
+                    raise HadError(
+                        f"non-finite loss at step {step} (align {align.item()}, recon "
+                        f"{recon.item()}) on records {part.record.tolist()[:8]}...; lower --lr"
+                    )
+                (loss / cfg.grad_accum).backward()
+                totals += torch.stack([loss, align, recon]).detach().cpu() / cfg.grad_accum
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            done = step + 1
+            bar.update(1)
+            bar.set_postfix(
+                loss=f"{totals[0]:.4f}", align=f"{totals[1]:.4f}", recon=f"{totals[2]:.4f}"
+            )
+            if done % cfg.log_every == 0 or done == cfg.steps or done == start + 1:
+                values = (*totals.tolist(), lr, float(grad_norm), time.perf_counter() - t0)
+                log.writerow(
+                    {"step": done}
+                    | {k: f"{v:.6g}" for k, v in zip(LOSS_COLUMNS[1:], values, strict=True)}
+                )
+                log_fh.flush()
+            if done % cfg.save_every == 0 or done == cfg.steps:
+                final = checkpoint.save_checkpoint(
+                    run_dir, done, model, optimizer, {"config": cfg.to_json()}, cfg.keep_last
+                )
+    finally:
+        bar.close()
+        log_fh.close()
+    if final is None:
+        raise HadError(f"no checkpoint written in {run_dir}")
+    return final
