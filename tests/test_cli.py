@@ -1,0 +1,117 @@
+"""The three commands end to end through click, and user mistakes as one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from had_cache.cli import main as had_cache
+from had_train.cli import main as had_train
+from tests.conftest import real_dna
+
+
+def _ok(result) -> None:  # noqa: ANN001 - click's Result
+    assert result.exit_code == 0, result.output + repr(result.exception)
+
+
+def test_extract_pretrain_eval(
+    small_fasta: Path, tiny_teacher: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    _ok(
+        runner.invoke(
+            had_cache,
+            [
+                "extract",
+                "--fasta",
+                str(small_fasta),
+                "--teacher",
+                str(tiny_teacher),
+                "--window-bp",
+                "120",
+                "--max-windows",
+                "24",
+            ],
+        )
+    )
+    store = Path("small.had.zarr")  # the default --out
+    assert store.is_dir()
+    inspect = runner.invoke(had_cache, ["inspect", str(store)])
+    _ok(inspect)
+    assert "24 windows of 120 bp" in inspect.output
+
+    _ok(
+        runner.invoke(
+            had_train,
+            [
+                "pretrain",
+                "--cache",
+                str(store),
+                "--preset",
+                "tiny",
+                "--steps",
+                "3",
+                "--batch-size",
+                "4",
+            ],
+        )
+    )
+    run = Path("runs/small")  # the default --out
+    assert (run / "step-0000003" / "COMPLETE").exists()
+    assert len((run / "losses.csv").read_text().splitlines()) == 1 + 2  # header, step 1, step 3
+
+    dna = real_dna(60 * 40, offset=1_000_000)
+    rows = ["sequence,label"] + [
+        f"{dna[i * 60 : (i + 1) * 60]},{'yes' if i % 2 else 'no'}" for i in range(40)
+    ]
+    Path("task.csv").write_text("\n".join(rows) + "\n")
+    result = runner.invoke(
+        had_train, ["eval", "--task", "task.csv", "--epochs", "1", "--batch-size", "8"]
+    )
+    _ok(result)
+    assert "MCC" in result.output
+    results = json.loads((run / "eval-task" / "results.json").read_text())
+    assert results["class_names"] == ["no", "yes"]
+    assert (run / "eval-task" / "tsne.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    ("cli", "args", "message"),
+    [
+        (
+            had_cache,
+            ["extract", "--fasta", "missing.fa", "--teacher", "demo"],
+            "FASTA file not found",
+        ),
+        (had_cache, ["extract", "--fasta", "SMALL", "--teacher", "./nowhere"], "no such folder"),
+        (
+            had_cache,
+            ["extract", "--fasta", "SMALL", "--teacher", "TEACHER", "--window-bp", "100"],
+            "multiple of 6",
+        ),
+        (had_train, ["pretrain", "--cache", "missing.zarr"], "store not found"),
+        (had_train, ["eval", "--checkpoint", "nowhere"], "checkpoint not found"),
+    ],
+)
+def test_user_mistakes_are_one_line_errors(
+    cli,
+    args: list[str],
+    message: str,
+    small_fasta: Path,
+    tiny_teacher: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = [
+        str(small_fasta) if a == "SMALL" else str(tiny_teacher) if a == "TEACHER" else a
+        for a in args
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
