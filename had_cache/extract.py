@@ -20,6 +20,7 @@ import had_cache
 from had_cache import dna, masking, schema, tokenize, windows
 from had_cache import teacher as teacher_mod
 from had_cache.errors import ConfigError
+from had_cache.runtime import resolve_device
 from had_cache.writer import StoreWriter
 
 
@@ -87,7 +88,7 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
     n_masked = masking.n_masked(n_tokens, cfg.mask_ratio)
 
     fasta = windows.open_fasta(cfg.fasta)
-    device = teacher_mod.resolve_device(cfg.device)
+    device = resolve_device(cfg.device)
     teacher = teacher_mod.load_teacher(
         cfg.teacher,
         device,

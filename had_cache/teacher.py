@@ -25,19 +25,6 @@ DEMO_TEACHER_DIR = Path(__file__).parent / "assets" / "demo_teacher"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def resolve_device(device: str) -> torch.device:
-    """`auto` -> cuda if available, else cpu; anything else must name an available device."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as err:
-        raise ConfigError(f"unknown --device {device!r}") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device} asked for, but torch sees no CUDA GPU here")
-    return dev
-
-
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     """`auto` -> bfloat16 on GPU, float32 on CPU (CPU half precision is slow and lossy)."""
     if dtype == "auto":

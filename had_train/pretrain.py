@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from had_cache.errors import ConfigError, HadError
+from had_cache.runtime import resolve_device
 from had_train import checkpoint, losses
 from had_train.data import PretrainBatches
 from had_train.model import HadStudentConfig, HadStudentForPretraining, count_parameters
@@ -123,8 +124,6 @@ def _open_loss_log(run_dir: Path, resume_step: int) -> tuple[Any, Any]:
 
 def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -> Path:
     """Train (or resume) the student; returns the final checkpoint folder."""
-    from had_cache.teacher import resolve_device
-
     validate(cfg)
     run_dir = Path(cfg.out)
     existing = checkpoint.latest_checkpoint(run_dir)

@@ -25,15 +25,23 @@ from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
 from tqdm.auto import tqdm
 
 from had_cache import dna
-from had_cache.errors import ConfigError
+from had_cache.errors import ConfigError, HadError
+from had_cache.runtime import resolve_device
+from had_train.checkpoint import resolve_model_dir
 from had_train.eval.metrics import classification_metrics, summarize
 from had_train.eval.report import plot_tsne
 from had_train.eval.tasks import LabelledSet, load_task
+from had_train.model import HadStudentConfig, HadStudentForSequenceClassification
 
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.json"
 TSNE_FILE = "tsne.png"
+MIN_TSNE_POINTS = 4
+
+
+class CheckpointError(HadError):
+    """A checkpoint that loads, but not as a usable pretrained encoder."""
 
 
 @dataclass
@@ -79,19 +87,6 @@ class EvalConfig:
             raise ConfigError(f"warmup_frac must be in [0, 1), got {self.warmup_frac}")
         if self.max_len is not None and self.max_len < 1:
             raise ConfigError(f"max_len must be >= 1 or unset, got {self.max_len}")
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> CUDA when available, else CPU; anything else is passed to torch."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise ConfigError(f"device {name!r} is not a torch device ({err})") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} requested but CUDA is not available here")
-    return device
 
 
 def make_splits(labels: np.ndarray, cfg: EvalConfig) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -160,18 +155,10 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _load_model_classes() -> tuple[Any, Any]:
-    # Imported lazily so that task loading, metrics and reports work without the model package.
-    from had_train.model import HadStudentConfig, HadStudentForSequenceClassification
-
-    return HadStudentConfig, HadStudentForSequenceClassification
-
-
 def build_model(
     model_dir: Path | None, data: LabelledSet, cfg: EvalConfig, seed: int
-) -> torch.nn.Module:
+) -> HadStudentForSequenceClassification:
     """A fresh classifier: the checkpoint's encoder and a new head, or all random (baseline)."""
-    config_cls, model_cls = _load_model_classes()
     labels = {
         "num_labels": data.num_classes,
         "id2label": dict(enumerate(data.class_names)),
@@ -179,8 +166,30 @@ def build_model(
     }
     torch.manual_seed(seed)  # the head's (and, for the baseline, the encoder's) initial weights
     if model_dir is None:
-        return model_cls(config_cls.from_preset(cfg.preset, **labels))
-    return model_cls.from_pretrained(model_dir, **labels)
+        try:
+            config = HadStudentConfig.from_preset(cfg.preset, **labels)
+        except ValueError as err:  # an unknown preset name
+            raise ConfigError(str(err)) from err
+        return HadStudentForSequenceClassification(config)
+    try:
+        model, info = HadStudentForSequenceClassification.from_pretrained(
+            model_dir, output_loading_info=True, **labels
+        )
+    except (OSError, RuntimeError) as err:  # unreadable files; weights that do not fit the config
+        raise CheckpointError(f"{model_dir}: cannot load the student from it: {err}") from err
+    # A checkpoint whose encoder weights do not load would run on random features and report
+    # a baseline as if it were pretrained: refuse it. Only the new head may be missing.
+    missing = sorted(k for k in info["missing_keys"] if not k.startswith("classifier."))
+    mismatched = sorted(str(k) for k in info.get("mismatched_keys", ()))
+    if missing or mismatched:
+        bad = missing or mismatched
+        raise CheckpointError(
+            f"{model_dir}: {len(bad)} encoder weight(s) "
+            f"{'missing from' if missing else 'with the wrong shape in'} the checkpoint "
+            f"(e.g. {', '.join(bad[:3])}); they would silently start random. "
+            "Point at a `had-train pretrain` run or step folder of the same architecture"
+        )
+    return model
 
 
 def _optimizer(model: torch.nn.Module, cfg: EvalConfig) -> torch.optim.AdamW:
@@ -196,7 +205,7 @@ def _optimizer(model: torch.nn.Module, cfg: EvalConfig) -> torch.optim.AdamW:
 
 
 def train_fold(
-    model: torch.nn.Module,
+    model: HadStudentForSequenceClassification,
     codes: np.ndarray,
     lengths: np.ndarray,
     labels: np.ndarray,
@@ -251,7 +260,7 @@ def train_fold(
 
 @torch.no_grad()
 def predict(
-    model: torch.nn.Module,
+    model: HadStudentForSequenceClassification,
     codes: np.ndarray,
     lengths: np.ndarray,
     idx: np.ndarray,
@@ -273,12 +282,6 @@ def predict(
     return np.concatenate(preds), embeddings
 
 
-def _resolve_checkpoint(model_dir: Path) -> Path:
-    from had_train.checkpoint import resolve_model_dir
-
-    return resolve_model_dir(Path(model_dir))
-
-
 def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     """Write to a temp file and rename, so a reader never sees half a results file."""
     tmp = path.with_name(path.name + ".tmp")
@@ -297,11 +300,10 @@ def evaluate(
     cfg.validate()
     device = resolve_device(cfg.device)
     data = load_task(cfg.task)
-    checkpoint = _resolve_checkpoint(model_dir) if model_dir is not None else None
+    checkpoint = resolve_model_dir(Path(model_dir)) if model_dir is not None else None
     splits = make_splits(data.labels, cfg)
     codes, lengths = encode_padded(data.sequences, cfg.max_len)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
 
     init = f"checkpoint {checkpoint}" if checkpoint else f"random init ({cfg.preset} preset)"
     log.info(
@@ -328,14 +330,16 @@ def evaluate(
         train_loss = train_fold(
             model, codes, lengths, data.labels, train_idx, cfg, fold, device, desc, progress
         )
-        want_tsne = cfg.tsne and fold == 0
+        want_tsne = cfg.tsne and fold == 0 and test_idx.size >= MIN_TSNE_POINTS
+        if cfg.tsne and fold == 0 and not want_tsne:
+            log.warning("%s: %d test examples are too few for a t-SNE plot", desc, test_idx.size)
         preds, embeddings = predict(
             model, codes, lengths, test_idx, cfg.batch_size, device, with_embeddings=want_tsne
         )
         metrics = classification_metrics(data.labels[test_idx], preds, data.num_classes)
         if metrics["collapsed"]:
             log.warning(
-                "%s: every test prediction is class %r; the model learned nothing usable",
+                "%s: predictions collapsed: every test example is predicted %r (MCC 0)",
                 desc,
                 data.class_names[int(preds[0])],
             )
@@ -350,8 +354,13 @@ def evaluate(
             }
         )
         if embeddings is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
             tsne_path = out_dir / TSNE_FILE
-            title = f"{data.name}: t-SNE of test-set embeddings ({'fine-tuned ' + init})"
+            start = f"{checkpoint.parent.name}/{checkpoint.name}" if checkpoint else "random init"
+            title = (
+                f"{data.name}: t-SNE of {test_idx.size} test-set embeddings\n"
+                f"after fine-tuning from {start} ({model_info['n_parameters']:,} parameters)"
+            )
             plot_tsne(
                 embeddings,
                 data.labels[test_idx],
@@ -383,5 +392,6 @@ def evaluate(
         "tsne": tsne_path.name if tsne_path else None,
         "versions": {"torch": torch.__version__},
     }
+    out_dir.mkdir(parents=True, exist_ok=True)
     _write_json_atomic(out_dir / RESULTS_FILE, results)
     return results

@@ -32,10 +32,12 @@ class MultiHeadAttention(nn.Module):
     def forward(
         self, x: Tensor, context: Tensor | None = None, key_mask: Tensor | None = None
     ) -> Tensor:
-        """x: [B, Lq, d] queries; context: [B, Lk, d] (None: x itself); key_mask: [B, Lk], 1 = attend."""
+        """x [B, Lq, d]; context [B, Lk, d] (None: x itself); key_mask [B, Lk], 1 = attend."""
         context = x if context is None else context
-        q, k, v = self._heads(self.q_proj(x)), self._heads(self.k_proj(context)), self._heads(
-            self.v_proj(context)
+        q, k, v = (
+            self._heads(self.q_proj(x)),
+            self._heads(self.k_proj(context)),
+            self._heads(self.v_proj(context)),
         )
         attn_mask = None if key_mask is None else key_mask.bool()[:, None, None, :]
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
@@ -45,5 +47,7 @@ class MultiHeadAttention(nn.Module):
 class SelfAttentionMixer(MultiHeadAttention):
     """The encoder's attention mixer: self-attention with padded keys masked out."""
 
-    def forward(self, x: Tensor, attention_mask: Tensor | None = None) -> Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        self, x: Tensor, attention_mask: Tensor | None = None
+    ) -> Tensor:
         return super().forward(x, key_mask=attention_mask)

@@ -12,7 +12,9 @@ import torch
 from torch import Tensor, nn
 
 
-def reverse_valid_index(attention_mask: Tensor | None, batch: int, length: int, device: torch.device) -> Tensor:
+def reverse_valid_index(
+    attention_mask: Tensor | None, batch: int, length: int, device: torch.device
+) -> Tensor:
     """[B, L] gather index that reverses positions 0..n_b-1 of each row and keeps padding in place.
 
     The permutation is its own inverse, so the same index reverses back.
@@ -37,7 +39,7 @@ class Bidirectional(nn.Module):
         self.layer = mixer
 
     def forward(self, x: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-        """x: [B, L, d]; attention_mask [B, L] (1 = valid, left-aligned) or None. Padded outputs are 0."""
+        """x [B, L, d]; attention_mask [B, L] (1 = valid, left-aligned) or None; padding -> 0."""
         batch, length, _ = x.shape
         if attention_mask is not None:
             x = x * attention_mask[..., None].to(x.dtype)

@@ -97,7 +97,9 @@ class HadStudentConfig(PretrainedConfig):
                     f"allowed mixers: {', '.join(ALLOWED_MIXERS)}"
                 )
             if mixer not in ALLOWED_MIXERS:
-                raise ValueError(f"unknown mixer {mixer!r}; allowed mixers: {', '.join(ALLOWED_MIXERS)}")
+                raise ValueError(
+                    f"unknown mixer {mixer!r}; allowed mixers: {', '.join(ALLOWED_MIXERS)}"
+                )
         if not mixers:
             raise ValueError("mixers must name at least one block")
         if decoder not in ALLOWED_DECODERS:
@@ -105,7 +107,9 @@ class HadStudentConfig(PretrainedConfig):
         if "attention" in mixers and d_model % num_heads:
             raise ValueError(f"d_model={d_model} must be divisible by num_heads={num_heads}")
         if decoder == "cross_attention" and d_model % decoder_heads:
-            raise ValueError(f"d_model={d_model} must be divisible by decoder_heads={decoder_heads}")
+            raise ValueError(
+                f"d_model={d_model} must be divisible by decoder_heads={decoder_heads}"
+            )
         self.vocab_size = vocab_size
         self.mask_token_id = mask_token_id
         self.d_model = d_model
@@ -129,7 +133,7 @@ class HadStudentConfig(PretrainedConfig):
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> HadStudentConfig:
-        """A named architecture, with any field overridden (e.g. teacher_hidden_size from the store).
+        """A named architecture with fields overridden (e.g. teacher_hidden_size from the store).
 
         "paper": the ≈1.1M-parameter student: the encoder (`HadStudentModel`) has exactly
         1,141,264 parameters. "tiny": d_model 32, mixers ["gdn", "attention"], for tests.

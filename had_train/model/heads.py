@@ -1,4 +1,4 @@
-"""Pretraining heads that live outside the encoder: alignment projection and reconstruction decoders."""
+"""Pretraining heads outside the encoder: the alignment projection and reconstruction decoders."""
 
 from __future__ import annotations
 

@@ -80,9 +80,11 @@ class HadStudentPreTrainedModel(PreTrainedModel):
     config_class = HadStudentConfig
     base_model_prefix = "had"
     _no_split_modules = ["HadStudentBlock"]
+    # an encoder or classifier loaded from a pretraining checkpoint skips the pretraining heads
+    _keys_to_ignore_on_load_unexpected = [r"^align_head\.", r"^decoder\."]
 
     def _init_weights(self, module: nn.Module) -> None:
-        """Normal(0, initializer_range) for Linear/Conv1d/Embedding, ones for norms, fla's GDN decay."""
+        """Normal(0, initializer_range) for Linear/Conv1d/Embedding; norms 1; fla's decay init."""
         std = self.config.initializer_range
         if isinstance(module, nn.Linear | nn.Conv1d):
             _init.normal_(module.weight, mean=0.0, std=std)
@@ -90,7 +92,9 @@ class HadStudentPreTrainedModel(PreTrainedModel):
                 _init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             _init.normal_(module.weight, mean=0.0, std=std)
-            if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
+            if module.padding_idx is not None and not getattr(
+                module.weight, "_is_hf_initialized", False
+            ):
                 with torch.no_grad():
                     module.weight[module.padding_idx].zero_()
         elif isinstance(module, RMSNorm):
@@ -105,11 +109,14 @@ def _check_attention_mask(attention_mask: Tensor, input_ids: Tensor) -> None:
     """The padding contract: same shape as input_ids, valid part left-aligned (1...1 0...0)."""
     if attention_mask.shape != input_ids.shape:
         raise ValueError(
-            f"attention_mask shape {tuple(attention_mask.shape)} != input_ids shape {tuple(input_ids.shape)}"
+            f"attention_mask shape {tuple(attention_mask.shape)} != "
+            f"input_ids shape {tuple(input_ids.shape)}"
         )
     mask = attention_mask.long()
     if bool((mask[:, 1:] > mask[:, :-1]).any()):
-        raise ValueError("attention_mask must be left-aligned: 1 for valid bases first, then 0 for padding")
+        raise ValueError(
+            "attention_mask must be left-aligned: 1 for valid bases first, then 0 for padding"
+        )
 
 
 class HadStudentModel(HadStudentPreTrainedModel):
@@ -117,7 +124,9 @@ class HadStudentModel(HadStudentPreTrainedModel):
 
     def __init__(self, config: HadStudentConfig) -> None:
         super().__init__(config)
-        self.embeddings = nn.Embedding(config.vocab_size, config.d_model, padding_idx=config.pad_token_id)
+        self.embeddings = nn.Embedding(
+            config.vocab_size, config.d_model, padding_idx=config.pad_token_id
+        )
         self.layers = nn.ModuleList(HadStudentBlock(config, mixer) for mixer in config.mixers)
         self.norm = RMSNorm(config.d_model, config.norm_eps)
         self.post_init()
@@ -129,8 +138,11 @@ class HadStudentModel(HadStudentPreTrainedModel):
         self.embeddings = value
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-        """input_ids [B, L] codes (A=0 C=1 G=2 T=3 N=4 MASK=5 PAD=6); attention_mask [B, L] (1 = valid,
-        left-aligned) or None. Returns hidden states [B, L, d_model], padded positions zeroed."""
+        """Hidden states [B, L, d_model] with padded positions zeroed.
+
+        input_ids [B, L] codes (A=0 C=1 G=2 T=3 N=4 MASK=5 PAD=6); attention_mask [B, L]
+        (1 = valid, left-aligned) or None.
+        """
         if attention_mask is not None:
             _check_attention_mask(attention_mask, input_ids)
         x = self.embeddings(input_ids)
@@ -143,7 +155,7 @@ class HadStudentModel(HadStudentPreTrainedModel):
 
     @staticmethod
     def pool(hidden: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-        """Mean over valid positions: [B, L, d] -> [B, d] (the features the benchmarks' linear heads see)."""
+        """Mean over valid positions, [B, L, d] -> [B, d]: the features benchmark heads see."""
         if attention_mask is None:
             return hidden.mean(dim=1)
         valid = attention_mask[..., None].to(hidden.dtype)
@@ -179,14 +191,19 @@ class HadStudentForPretraining(HadStudentPreTrainedModel):
         if group_mask.dtype != torch.bool:
             raise ValueError(f"group_mask must be bool, got {group_mask.dtype}")
         batch, width = input_ids.shape
-        if group_mask.shape != (batch, width // self.config.group_size) or width % self.config.group_size:
+        if (
+            group_mask.shape != (batch, width // self.config.group_size)
+            or width % self.config.group_size
+        ):
             raise ValueError(
                 f"input_ids [B, W] = {tuple(input_ids.shape)} needs group_mask [B, W / "
                 f"{self.config.group_size}], got {tuple(group_mask.shape)}"
             )
         counts = group_mask.sum(dim=1)
         if bool((counts != counts[0]).any()):
-            raise ValueError(f"every row needs the same number of masked groups, got {counts.tolist()}")
+            raise ValueError(
+                f"every row needs the same number of masked groups, got {counts.tolist()}"
+            )
         return group_mask.repeat_interleave(self.config.group_size, dim=1)
 
     def reconstruction_targets(self, input_ids: Tensor, group_mask: Tensor) -> Tensor:
@@ -208,7 +225,9 @@ class HadStudentForPretraining(HadStudentPreTrainedModel):
         base_mask = self.base_mask(input_ids, group_mask)
         hidden = self.had(input_ids.masked_fill(base_mask, self.config.mask_token_id))
         d = hidden.shape[-1]
-        groups = hidden.view(batch, width // self.config.group_size, self.config.group_size, d).mean(2)
+        groups = hidden.view(
+            batch, width // self.config.group_size, self.config.group_size, d
+        ).mean(2)
         visible_groups = groups[~group_mask].view(batch, -1, d)
         masked = hidden[base_mask].view(batch, -1, d)
         visible = hidden[~base_mask].view(batch, -1, d)
@@ -228,8 +247,6 @@ class HadStudentForSequenceClassification(HadStudentPreTrainedModel):
     initialises only `classifier`; the pretraining heads in the checkpoint are skipped.
     """
 
-    _keys_to_ignore_on_load_unexpected = [r"^align_head\.", r"^decoder\."]
-
     def __init__(self, config: HadStudentConfig) -> None:
         super().__init__(config)
         self.num_labels = config.num_labels
@@ -244,7 +261,7 @@ class HadStudentForSequenceClassification(HadStudentPreTrainedModel):
     def forward(
         self, input_ids: Tensor, attention_mask: Tensor | None = None, labels: Tensor | None = None
     ) -> SequenceClassifierOutput:
-        """Logits [B, num_labels]; loss is cross-entropy (num_labels > 1) or MSE (num_labels == 1)."""
+        """Logits [B, num_labels]; loss: cross-entropy (num_labels > 1) or MSE (num_labels == 1)."""
         logits = self.classifier(self.embed(input_ids, attention_mask))
         loss = None
         if labels is not None:

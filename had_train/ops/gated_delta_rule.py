@@ -1,4 +1,4 @@
-"""The gated delta rule (Yang et al., ICLR 2025): a naive reference, a chunked PyTorch form, a dispatcher.
+"""The gated delta rule (Yang et al., ICLR 2025): naive reference, chunked PyTorch form, dispatcher.
 
 All three take the same arguments in the same order, in fla's default layout:
 q, k: [B, L, H, Dk]; v: [B, L, H, Dv]; g: [B, L, H] log-decay (<= 0, alpha = exp(g));
@@ -35,12 +35,15 @@ def _compute_dtype(x: Tensor) -> torch.dtype:
 def _check_shapes(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor) -> None:
     """Fail early with shapes in the message: a transposed layout otherwise computes garbage."""
     if q.dim() != 4 or q.shape != k.shape:
-        raise ValueError(f"q and k must be [B, L, H, Dk] and equal, got {tuple(q.shape)}, {tuple(k.shape)}")
+        raise ValueError(
+            f"q and k must be [B, L, H, Dk] and equal, got {tuple(q.shape)}, {tuple(k.shape)}"
+        )
     if v.dim() != 4 or v.shape[:3] != q.shape[:3]:
         raise ValueError(f"v must be [B, L, H, Dv] matching q's [B, L, H], got {tuple(v.shape)}")
     if g.shape != q.shape[:3] or beta.shape != q.shape[:3]:
         raise ValueError(
-            f"g and beta must be [B, L, H] = {tuple(q.shape[:3])}, got {tuple(g.shape)}, {tuple(beta.shape)}"
+            f"g and beta must be [B, L, H] = {tuple(q.shape[:3])}, "
+            f"got {tuple(g.shape)}, {tuple(beta.shape)}"
         )
 
 
@@ -64,10 +67,7 @@ def gated_delta_rule_recurrent(
     dv = v.shape[-1]
     scale = dk**-0.5 if scale is None else scale
     q, k, v, g, beta = (x.to(dtype) for x in (q, k, v, g, beta))
-    if initial_state is None:
-        state = q.new_zeros(batch, heads, dk, dv)
-    else:
-        state = initial_state.to(dtype)
+    state = q.new_zeros(batch, heads, dk, dv) if initial_state is None else initial_state.to(dtype)
     outputs = []
     for t in range(length):
         k_t, v_t, beta_t = k[:, t], v[:, t], beta[:, t, :, None]
@@ -138,10 +138,7 @@ def gated_delta_rule_chunked(
     chunk_decay = cum_g[..., -1]  # G_C: [B, H, N]
     k_to_end = k * (chunk_decay[..., None] - cum_g).exp()[..., None]
 
-    if initial_state is None:
-        state = q.new_zeros(batch, heads, dk, dv)
-    else:
-        state = initial_state.to(dtype)
+    state = q.new_zeros(batch, heads, dk, dv) if initial_state is None else initial_state.to(dtype)
     outputs = []
     for n in range(n_chunks):
         v_new = u[:, :, n] - w[:, :, n] @ state
