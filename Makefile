@@ -27,10 +27,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	rm -rf $(DEMO)
 	$(BIN)/had-cache extract --fasta demo --teacher demo --out $(DEMO_STORE) \
-		--max-windows 2048 --batch-size 32
+		--max-windows 1024 --batch-size 32
 	$(BIN)/had-train pretrain --cache $(DEMO_STORE) --out $(DEMO_RUN) \
-		--steps 200 --batch-size 16 --lr 3e-3 --save-every 100
-	$(BIN)/had-train eval --checkpoint $(DEMO_RUN) --task splice --epochs 4
+		--steps 80 --batch-size 8 --lr 2e-3 --save-every 40
+	$(BIN)/had-train eval --checkpoint $(DEMO_RUN) --task splice --epochs 3
 
 test: $(STAMP)
 	$(BIN)/ruff check .

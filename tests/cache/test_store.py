@@ -51,14 +51,20 @@ def test_store_round_trip(store: Path, small_fasta: Path, tiny_teacher: Path) ->
 
     # Visible teacher features line up with the visible groups, in token order.
     teacher = load_teacher(str(tiny_teacher), torch.device("cpu"), torch.float32)
-    ids = masking.teacher_input(tokenize.kmer_ids(records.seq[:3]), records.mask[:3], tokenize.MASK_ID)
+    ids = masking.teacher_input(
+        tokenize.kmer_ids(records.seq[:3]), records.mask[:3], tokenize.MASK_ID
+    )
     full = teacher.features(ids).numpy()
     for r in range(3):
         visible = full[r][~records.mask[r]]
-        np.testing.assert_allclose(records.teacher[r].astype(np.float32), visible, atol=2e-3, rtol=2e-3)
+        np.testing.assert_allclose(
+            records.teacher[r].astype(np.float32), visible, atol=2e-3, rtol=2e-3
+        )
 
 
-def test_rerun_resumes_only_missing_chunks(store: Path, small_fasta: Path, tiny_teacher: Path, tmp_path: Path) -> None:
+def test_rerun_resumes_only_missing_chunks(
+    store: Path, small_fasta: Path, tiny_teacher: Path, tmp_path: Path
+) -> None:
     copy = tmp_path / "copy.zarr"
     shutil.copytree(store, copy)
     before = CacheReader(copy).read(slice(0, 14))
@@ -74,12 +80,16 @@ def test_rerun_resumes_only_missing_chunks(store: Path, small_fasta: Path, tiny_
     np.testing.assert_array_equal(after.teacher, before.teacher)
 
 
-def test_rerun_with_other_options_refuses_to_clobber(store: Path, small_fasta: Path, tiny_teacher: Path) -> None:
+def test_rerun_with_other_options_refuses_to_clobber(
+    store: Path, small_fasta: Path, tiny_teacher: Path
+) -> None:
     with pytest.raises(StoreError, match="different extraction"):
         _extract(small_fasta, tiny_teacher, store, seed=6, window_bp=600)
 
 
-def test_reverse_complement_windows_are_their_own_records(small_fasta: Path, tiny_teacher: Path, tmp_path: Path) -> None:
+def test_reverse_complement_windows_are_their_own_records(
+    small_fasta: Path, tiny_teacher: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "rc.zarr"
     _extract(small_fasta, tiny_teacher, out, window_bp=600, strands="both", max_windows=6)
     reader = CacheReader(out)
@@ -92,7 +102,9 @@ def test_reverse_complement_windows_are_their_own_records(small_fasta: Path, tin
             assert np.array_equal(seq[j[0]], dna.reverse_complement(seq[i]))
 
 
-def test_gzip_and_bgzip_fasta(small_fasta: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gzip_and_bgzip_fasta(
+    small_fasta: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from Bio import bgzf
 
     monkeypatch.setenv("HAD_CACHE_DIR", str(tmp_path / "cache"))
