@@ -22,8 +22,8 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-# Extract -> pretrain -> eval on the embedded 8 Mb slice of human chrX, the embedded teacher and
-# the UCI splice-junction set; sized to finish in well under 15 minutes on 2 CPU cores.
+# Extract -> pretrain -> eval on the embedded 9.5 Mb slice of human chrX, the embedded teacher and
+# the UCI splice-junction set; sized to finish in about 13 minutes (install included) on 2 CPU cores.
 demo: $(STAMP)
 	rm -rf $(DEMO)
 	$(BIN)/had-cache extract --fasta demo --teacher demo --out $(DEMO_STORE) \

@@ -35,7 +35,7 @@ def main() -> None:
 @click.option(
     "--fasta",
     required=True,
-    help="Genome FASTA (.fa, bgzip .fa.gz or plain-gzip .fa.gz, decompressed once to ~/.cache/had); `demo` = the embedded 8 Mb slice of human chrX.",
+    help="Genome FASTA (.fa, bgzip .fa.gz or plain-gzip .fa.gz, decompressed once to ~/.cache/had); `demo` = the embedded 9.5 Mb slice of human chrX (GRCh37).",
 )
 @click.option(
     "--teacher",
