@@ -133,7 +133,7 @@ def load_teacher(
 ) -> Teacher:
     """Load tokenizer and masked LM by hub id or folder, offline-first, and freeze it."""
     source = str(DEMO_TEACHER_DIR) if name == DEMO_TEACHER else name
-    folder = Path(source)
+    folder = Path(source).expanduser()
     is_path = folder.is_dir() or source.startswith((".", "/", "~"))
     if folder.exists() and not folder.is_dir():
         raise TeacherError(
@@ -144,7 +144,7 @@ def load_teacher(
     kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
     try:
         if is_path:
-            tokenizer, model = _from_pretrained(source, dtype, kwargs)
+            tokenizer, model = _from_pretrained(str(folder), dtype, kwargs)
         else:
             tokenizer, model = _from_hub(name, dtype, kwargs)
     except (OSError, ValueError) as err:
