@@ -6,8 +6,7 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
-ALLOWED_MIXERS = ("gdn", "attention")
-RESERVED_MIXERS = ("mamba",)
+ALLOWED_MIXERS = ("gdn", "mamba", "attention")
 ALLOWED_DECODERS = ("cross_attention", "linear")
 # The reconstruction decoder predicts input codes 0..3 (A, C, G, T); codes >= 4 (N, MASK, PAD)
 # are never targets.
@@ -45,17 +44,23 @@ class HadStudentConfig(PretrainedConfig):
         mask_token_id: code written at masked bases before the encoder sees them.
         pad_token_id: code of padding positions (their embedding row is zero).
         d_model: residual width.
-        mixers: one entry per block, in order: "gdn" (a Gated DeltaNet layer, bidirectional when
-            `bidirectional`) or "attention" (bidirectional self-attention). "mamba" is reserved.
-        bidirectional: wrap every "gdn" mixer in the flip-and-add wrapper with tied weights.
+        mixers: one entry per block, in order: "gdn" (a Gated DeltaNet layer), "mamba" (a Mamba-1
+            layer), both bidirectional when `bidirectional`, or "attention" (bidirectional
+            self-attention).
+        bidirectional: wrap every "gdn" and "mamba" mixer in the flip-and-add wrapper with tied
+            weights.
         num_heads: heads of the GDN layers and of the self-attention block.
         head_dim: key and value width per GDN head (GDN inner width = num_heads * head_dim).
             The attention block uses d_model // num_heads per head.
-        conv_size: kernel of the short causal depthwise convolution on q, k, v.
+        conv_size: kernel of the short causal depthwise convolutions (GDN's q, k, v; Mamba's x).
         mlp_ratio: gated MLP width as a multiple of d_model, used when intermediate_size is None.
         intermediate_size: gated SiLU MLP width after each mixer (and in the decoder).
         norm_eps: epsilon of every RMSNorm.
-        chunk_size: chunk length of the PyTorch gated-delta-rule op (fla fixes its own).
+        chunk_size: chunk length of the PyTorch gated-delta-rule and selective-scan ops (fla and
+            mamba_ssm fix their own).
+        mamba_d_state: state size N per channel of the "mamba" mixers (mamba_ssm's d_state).
+        mamba_expand: inner width of the "mamba" mixers as a multiple of d_model (mamba_ssm's
+            expand); dt_rank is mamba_ssm's "auto", ceil(d_model / 16).
         teacher_hidden_size: width of the alignment target; the trainer sets it from the store.
         group_size: bases per teacher token (NT 6-mers), so a window of W bases has W / 6 groups.
         decoder: reconstruction decoder, "cross_attention" (masked positions attend to visible
@@ -82,6 +87,8 @@ class HadStudentConfig(PretrainedConfig):
         intermediate_size: int | None = None,
         norm_eps: float = 1e-5,
         chunk_size: int = 64,
+        mamba_d_state: int = 16,
+        mamba_expand: int = 2,
         teacher_hidden_size: int = 1024,
         group_size: int = 6,
         decoder: str = "cross_attention",
@@ -91,11 +98,6 @@ class HadStudentConfig(PretrainedConfig):
     ) -> None:
         mixers = list(_PRESETS["paper"]["mixers"] if mixers is None else mixers)
         for mixer in mixers:
-            if mixer in RESERVED_MIXERS:
-                raise ValueError(
-                    f"mixer {mixer!r} is reserved but not implemented yet; "
-                    f"allowed mixers: {', '.join(ALLOWED_MIXERS)}"
-                )
             if mixer not in ALLOWED_MIXERS:
                 raise ValueError(
                     f"unknown mixer {mixer!r}; allowed mixers: {', '.join(ALLOWED_MIXERS)}"
@@ -124,6 +126,8 @@ class HadStudentConfig(PretrainedConfig):
         )
         self.norm_eps = norm_eps
         self.chunk_size = chunk_size
+        self.mamba_d_state = mamba_d_state
+        self.mamba_expand = mamba_expand
         self.teacher_hidden_size = teacher_hidden_size
         self.group_size = group_size
         self.decoder = decoder

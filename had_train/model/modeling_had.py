@@ -20,6 +20,7 @@ from .bidirectional import Bidirectional
 from .configuration_had import NUM_BASES, HadStudentConfig
 from .gated_deltanet import GatedDeltaNet
 from .heads import build_decoder
+from .mamba import Mamba
 from .mlp import GatedMLP
 from .norm import RMSNorm
 
@@ -62,6 +63,15 @@ class HadStudentBlock(nn.Module):
                 config.chunk_size,
             )
             self.mixer = Bidirectional(layer) if config.bidirectional else layer
+        elif mixer == "mamba":
+            layer = Mamba(
+                config.d_model,
+                config.mamba_d_state,
+                config.mamba_expand,
+                config.conv_size,
+                config.chunk_size,
+            )
+            self.mixer = Bidirectional(layer) if config.bidirectional else layer
         elif mixer == "attention":
             self.mixer = SelfAttentionMixer(config.d_model, config.num_heads)
         else:  # the config validates names; this guards a config mutated after construction
@@ -84,7 +94,8 @@ class HadStudentPreTrainedModel(PreTrainedModel):
     _keys_to_ignore_on_load_unexpected = [r"^align_head\.", r"^decoder\."]
 
     def _init_weights(self, module: nn.Module) -> None:
-        """Normal(0, initializer_range) for Linear/Conv1d/Embedding; norms 1; fla's decay init."""
+        """Normal(0, initializer_range) for Linear/Conv1d/Embedding; norms 1; fla's decay init;
+        mamba_ssm's A, D and dt init (HF visits children first, so these override the Linear's)."""
         std = self.config.initializer_range
         if isinstance(module, nn.Linear | nn.Conv1d):
             _init.normal_(module.weight, mean=0.0, std=std)
@@ -103,6 +114,10 @@ class HadStudentPreTrainedModel(PreTrainedModel):
             a_log, dt_bias = module.decay_init_values()
             _copy_(module.A_log, a_log)
             _copy_(module.dt_bias, dt_bias)
+        elif isinstance(module, Mamba):
+            values = module.ssm_init_values()
+            for name, param in module.ssm_parameters().items():
+                _copy_(param, values[name])
 
 
 def _check_attention_mask(attention_mask: Tensor, input_ids: Tensor) -> None:

@@ -140,13 +140,21 @@ def gated_delta_rule_chunked(
 
     state = q.new_zeros(batch, heads, dk, dv) if initial_state is None else initial_state.to(dtype)
     outputs = []
-    for n in range(n_chunks):
-        v_new = u[:, :, n] - w[:, :, n] @ state
-        outputs.append(q_decayed[:, :, n] @ state + attn[:, :, n] @ v_new)
-        state = (
-            chunk_decay[:, :, n, None, None].exp() * state
-            + k_to_end[:, :, n].transpose(-1, -2) @ v_new
-        )
+    # unbind once: indexing [:, :, n] inside the loop makes every backward step write a
+    # full-size zero gradient, which grows the loop's cost with L^2.
+    per_chunk = zip(
+        u.unbind(2),
+        w.unbind(2),
+        q_decayed.unbind(2),
+        attn.unbind(2),
+        chunk_decay.exp().unbind(2),
+        k_to_end.unbind(2),
+        strict=True,
+    )
+    for u_n, w_n, q_n, attn_n, decay_n, k_n in per_chunk:
+        v_new = u_n - w_n @ state
+        outputs.append(q_n @ state + attn_n @ v_new)
+        state = decay_n[..., None, None] * state + k_n.transpose(-1, -2) @ v_new
     o = torch.stack(outputs, dim=2).reshape(batch, heads, n_chunks * chunk_size, dv)
     o = o[:, :, :length].movedim(1, 2)
     return o.to(out_dtype), (state if output_final_state else None)

@@ -1,0 +1,299 @@
+"""Student speed and memory: the paper preset against an attention-only model of the same size.
+
+Measures, for batch 1 (one sequence of L bases per step):
+  * encoder forward + backward tokens/s and peak memory at each --lengths;
+  * time(L = 8,192) / time(L = 1,024) for the paper preset (the issue's goal: <= 9);
+  * the chunked gated delta rule against the step-by-step recurrence at L = 1,020, op alone,
+    forward + backward, paper shapes (2 heads of 64; both directions, so batch 2); the goal is
+    >= 5x. The same for the selective scan of a d_model-128 Mamba mixer (256 channels, N = 16).
+
+Every configuration runs in a fresh subprocess, so one run's allocator state and peak cannot
+leak into the next. Peak memory: on CUDA, torch.cuda.max_memory_allocated minus the memory
+allocated just before the first (warm-up) step; on CPU, the process's peak RSS
+(resource.getrusage, over the warm-up and timed steps, which do identical work) minus its RSS
+just before the warm-up step, i.e. activations, gradients and workspace of one step.
+
+    python benchmarks/student.py --threads 2 --repeats 3 --json /tmp/student.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from had_train.model import HadStudentConfig, HadStudentModel, count_parameters
+from had_train.ops import (
+    gated_delta_rule_chunked,
+    gated_delta_rule_recurrent,
+    selective_scan_chunked,
+    selective_scan_recurrent,
+)
+
+GDN_LABEL = "gated delta rule, 2 x 2 heads x 64"
+OPS = (("gdn", GDN_LABEL), ("mamba", "selective scan, 2 x 256 channels x N 16"))
+
+
+def model_config(name: str) -> HadStudentConfig:
+    """The two models: "paper" is the preset; "attention" has five attention blocks with MLP width
+    424, so its encoder is within 0.3% of the paper preset's size (width 384 would be -6.5%)."""
+    if name == "paper":
+        return HadStudentConfig.from_preset("paper")
+    if name == "attention":
+        return HadStudentConfig.from_preset(
+            "paper", mixers=["attention"] * 5, intermediate_size=424
+        )
+    raise ValueError(f"unknown model {name!r}")
+
+
+def _rss_bytes() -> int:
+    """Current resident set size (Linux /proc; elsewhere the peak so far, a conservative base)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return _peak_rss_bytes()
+
+
+def _peak_rss_bytes() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # macOS: bytes; Linux: KiB
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _measure(step: Callable[[], None], device: torch.device, repeats: int) -> dict[str, Any]:
+    """One warm-up step, then `repeats` timed steps; median seconds and peak step memory."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+    else:
+        base = _rss_bytes()
+    step()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else _peak_rss_bytes()
+    return {
+        "seconds": statistics.median(times),
+        "all_seconds": times,
+        "peak_bytes": float(peak - base),
+    }
+
+
+def _model_step(spec: dict[str, Any], device: torch.device) -> Callable[[], None]:
+    """Encoder forward + backward on one random sequence of spec["length"] bases."""
+    model = HadStudentModel(model_config(spec["model"])).to(device).train()
+    ids = torch.randint(0, 4, (1, spec["length"]), device=device)
+
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        model(ids).square().mean().backward()
+
+    return step
+
+
+def _op_step(spec: dict[str, Any], device: torch.device) -> Callable[[], None]:
+    """One op, forward + backward, at paper shapes (both directions stacked: batch 2)."""
+    gen = torch.Generator().manual_seed(0)
+    length = spec["length"]
+
+    def leaf(*shape: int, scale: float = 1.0, shift: float = 0.0) -> torch.Tensor:
+        x = torch.randn(*shape, generator=gen) * scale + shift
+        return x.to(device).requires_grad_(True)
+
+    if spec["op"] == "gdn":
+        fn = gated_delta_rule_chunked if spec["impl"] == "chunked" else gated_delta_rule_recurrent
+        q = F.normalize(torch.randn(2, length, 2, 64, generator=gen), dim=-1).to(device)
+        k = F.normalize(torch.randn(2, length, 2, 64, generator=gen), dim=-1).to(device)
+        q.requires_grad_(True)
+        k.requires_grad_(True)
+        v = leaf(2, length, 2, 64)
+        g = (-torch.rand(2, length, 2, generator=gen) * 0.1).to(device).requires_grad_(True)
+        beta = torch.rand(2, length, 2, generator=gen).to(device).requires_grad_(True)
+        args: tuple[torch.Tensor, ...] = (q, k, v, g, beta)
+    elif spec["op"] == "mamba":
+        fn = selective_scan_chunked if spec["impl"] == "chunked" else selective_scan_recurrent
+        a = (-torch.arange(1, 17.0)).repeat(256, 1).to(device).requires_grad_(True)
+        args = (
+            leaf(2, 256, length),
+            leaf(2, 256, length, scale=0.5, shift=-4.0),
+            a,
+            leaf(2, 16, length),
+            leaf(2, 16, length),
+        )
+    else:
+        raise ValueError(f"unknown op {spec['op']!r}")
+
+    def step() -> None:
+        for x in args:
+            x.grad = None
+        if spec["op"] == "mamba":
+            out, _ = fn(*args, delta_softplus=True)
+        else:
+            out, _ = fn(*args)
+        out.square().mean().backward()
+
+    return step
+
+
+def worker(spec: dict[str, Any], device: str, threads: int | None, repeats: int) -> None:
+    """Run one configuration and print its result as one JSON line (called in a subprocess)."""
+    if threads:
+        torch.set_num_threads(threads)
+    dev = torch.device(device)
+    torch.manual_seed(0)
+    step = _model_step(spec, dev) if spec["kind"] == "model" else _op_step(spec, dev)
+    print(json.dumps({**spec, **_measure(step, dev, repeats)}))
+
+
+def run_isolated(spec: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """`worker` in a fresh interpreter; a crash (e.g. out of memory) becomes an error entry."""
+    command = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)]
+    command += ["--device", args.device, "--repeats", str(args.repeats)]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    proc = subprocess.run(command, capture_output=True, text=True)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {**spec, "error": f"exit {proc.returncode}: {tail}"}
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"  {spec}: {result['seconds']:.3f} s", file=sys.stderr)
+    return result
+
+
+def _ratio(short: dict[str, Any], long: dict[str, Any]) -> float | None:
+    """long's time / short's time, or None when either run failed."""
+    if "seconds" not in short or "seconds" not in long:
+        return None
+    return long["seconds"] / short["seconds"]
+
+
+def _mib(result: dict[str, Any]) -> str:
+    return f"{result['peak_bytes'] / 2**20:,.0f}" if "peak_bytes" in result else "-"
+
+
+def report(results: dict[str, Any], args: argparse.Namespace) -> str:
+    """The markdown tables and the two goals, from the collected results."""
+    lines = [
+        f"device: {args.device}, threads: {args.threads or 'torch default'}, "
+        f"timed steps: {args.repeats} after 1 warm-up (median), batch 1",
+        "",
+        "| model | encoder params | L (bases) | fwd+bwd ms | tokens/s | peak MiB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in results["models"]:
+        params = f"{results['params'][r['model']]:,}"
+        if "error" in r:
+            lines.append(f"| {r['model']} | {params} | {r['length']:,} | {r['error']} | - | - |")
+            continue
+        lines.append(
+            f"| {r['model']} | {params} | {r['length']:,} | {r['seconds'] * 1e3:,.0f} | "
+            f"{r['length'] / r['seconds']:,.0f} | {_mib(r)} |"
+        )
+    lines += [
+        "",
+        f"| op (fwd+bwd, L = {args.op_length:,}) | recurrent ms | chunked ms | speed-up |",
+    ]
+    lines.append("|---|---:|---:|---:|")
+    for op, pair in results["ops"].items():
+        naive, chunked = pair["recurrent"], pair["chunked"]
+        speedup = _ratio(chunked, naive)
+        if speedup is None:
+            lines.append(f"| {op} | {naive.get('error', '')} | {chunked.get('error', '')} | - |")
+            continue
+        lines.append(
+            f"| {op} | {naive['seconds'] * 1e3:,.1f} | {chunked['seconds'] * 1e3:,.1f} | "
+            f"{speedup:.1f}x |"
+        )
+    ratio = results["ratio"]
+    short, long = args.ratio_lengths
+    gdn = results["ops"][GDN_LABEL]
+    gdn_speedup = _ratio(gdn["chunked"], gdn["recurrent"])
+    lines.append("")
+    lines.append(
+        f"paper preset time(L={long:,}) / time(L={short:,}): failed"
+        if ratio is None
+        else f"paper preset time(L={long:,}) / time(L={short:,}) = {ratio:.2f} "
+        f"(goal <= 9: {'met' if ratio <= 9 else 'NOT met'})"
+    )
+    lines.append(
+        f"chunked gated delta rule vs recurrence at L = {args.op_length:,}: failed"
+        if gdn_speedup is None
+        else f"chunked gated delta rule vs recurrence at L = {args.op_length:,}: "
+        f"{gdn_speedup:.1f}x (goal >= 5x: {'met' if gdn_speedup >= 5 else 'NOT met'})"
+    )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--repeats", type=int, default=3, help="timed steps after one warm-up")
+    parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384])
+    parser.add_argument("--ratio-lengths", type=int, nargs=2, default=[1024, 8192])
+    parser.add_argument("--op-length", type=int, default=1020)
+    parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker is not None:
+        worker(json.loads(args.worker), args.device, args.threads, args.repeats)
+        return
+
+    results: dict[str, Any] = {
+        "params": {
+            m: count_parameters(HadStudentModel(model_config(m))) for m in ("paper", "attention")
+        },
+        "models": [],
+        "ops": {},
+    }
+    for name, count in results["params"].items():
+        print(f"{name}: {count:,} encoder parameters", file=sys.stderr)
+    for model in ("paper", "attention"):
+        for length in args.lengths:
+            spec = {"kind": "model", "model": model, "length": length}
+            results["models"].append(run_isolated(spec, args))
+    timed = {(r["model"], r["length"]): r for r in results["models"] if "error" not in r}
+    for length in args.ratio_lengths:
+        if ("paper", length) not in timed:
+            spec = {"kind": "model", "model": "paper", "length": length}
+            timed["paper", length] = run_isolated(spec, args)
+    short, long = (timed["paper", n] for n in args.ratio_lengths)
+    results["ratio_runs"] = [short, long]
+    results["ratio"] = _ratio(short, long)
+    for op, label in OPS:
+        results["ops"][label] = {
+            impl: run_isolated(
+                {"kind": "op", "op": op, "impl": impl, "length": args.op_length}, args
+            )
+            for impl in ("recurrent", "chunked")
+        }
+    table = report(results, args)
+    print(table)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(
+                {"command": " ".join(sys.argv), "results": results, "table": table}, f, indent=2
+            )
+
+
+if __name__ == "__main__":
+    main()
