@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from had_train import checkpoint, losses
 from had_train.data import PretrainBatches
 from had_train.model import HadStudentConfig, HadStudentForPretraining, count_parameters
 from had_train.ops import gated_delta_rule_backend
+from had_train.schedule import warmup_cosine
 
 CONFIG_FILE = "pretrain_config.json"
 LOSSES_FILE = "losses.csv"
@@ -70,11 +70,7 @@ RESUMABLE_OVERRIDES = ("steps", "save_every", "keep_last", "log_every", "device"
 def lr_at(step: int, cfg: PretrainConfig) -> float:
     """Learning rate for `step`: linear warm-up, then cosine decay to min_lr_ratio * lr."""
     warmup = max(1, int(cfg.warmup_frac * cfg.steps))
-    if step < warmup:
-        return cfg.lr * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, cfg.steps - warmup))
-    floor = cfg.min_lr_ratio * cfg.lr
-    return floor + (cfg.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return cfg.lr * warmup_cosine(step, cfg.steps, warmup, cfg.min_lr_ratio)
 
 
 def validate(cfg: PretrainConfig) -> None:

@@ -32,6 +32,7 @@ from had_train.eval.metrics import classification_metrics, summarize
 from had_train.eval.report import plot_tsne
 from had_train.eval.tasks import LabelledSet, load_task
 from had_train.model import HadStudentConfig, HadStudentForSequenceClassification
+from had_train.schedule import warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -147,14 +148,6 @@ def epoch_order(n: int, seed: int, fold: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, fold, epoch]).permutation(n)
 
 
-def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
-    """Multiplier of the base learning rate at `step`: linear warm-up, then cosine to zero."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
 def build_model(
     model_dir: Path | None, data: LabelledSet, cfg: EvalConfig, seed: int
 ) -> HadStudentForSequenceClassification:
@@ -222,7 +215,7 @@ def train_fold(
     warmup_steps = max(1, round(cfg.warmup_frac * total_steps)) if cfg.warmup_frac > 0 else 0
     optimizer = _optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total_steps, warmup_steps)
+        optimizer, lambda step: warmup_cosine(step, total_steps, warmup_steps)
     )
     targets = torch.from_numpy(labels)
     model.train()

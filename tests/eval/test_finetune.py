@@ -20,7 +20,6 @@ from had_train.eval.finetune import (
     build_model,
     encode_padded,
     epoch_order,
-    lr_factor,
     make_batch,
     make_splits,
     predict,
@@ -28,6 +27,7 @@ from had_train.eval.finetune import (
 )
 from had_train.eval.metrics import classification_metrics, summarize
 from had_train.model import HadStudentConfig, HadStudentForPretraining
+from had_train.schedule import warmup_cosine
 
 N_SMALL = 200
 
@@ -147,11 +147,11 @@ def test_epoch_order_is_a_pure_function_of_seed_fold_epoch() -> None:
 
 
 def test_lr_warms_up_then_decays_to_zero() -> None:
-    factors = [lr_factor(s, total_steps=100, warmup_steps=10) for s in range(100)]
+    factors = [warmup_cosine(s, total_steps=100, warmup_steps=10) for s in range(100)]
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(factors[9:], factors[10:], strict=False))
-    assert lr_factor(100, 100, 10) == pytest.approx(0.0)
-    assert lr_factor(0, 5, 0) == pytest.approx(1.0)
+    assert warmup_cosine(100, 100, 10) == pytest.approx(0.0)
+    assert warmup_cosine(0, 5, 0) == pytest.approx(1.0)
 
 
 # --- models and checkpoints ----------------------------------------------------------------
