@@ -8,8 +8,9 @@ from pathlib import Path
 
 import click
 
+from had_cache import masking, tokenize, windows
 from had_cache import teacher as teacher_mod
-from had_cache.errors import exit_on_had_error
+from had_cache.errors import ConfigError, exit_on_had_error
 from had_cache.extract import ExtractConfig, extract
 from had_cache.reader import CacheReader
 
@@ -159,5 +160,81 @@ def inspect_cmd(store: Path, as_json: bool) -> None:
                 f"fasta      {a.fasta.path}",
                 f"chunks     {a.n_chunks} x {a.chunk_records} records",
             ]
+        )
+    )
+
+
+REGION = re.compile(r"^(?P<contig>[^:]+):(?P<start>[\d,]+)-(?P<end>[\d,]+)$")
+
+
+@main.command("tokenize")
+@click.option("--seq", default=None, help="A DNA sequence to tokenize.")
+@click.option(
+    "--fasta",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="FASTA to read --region from (`demo` = the embedded slice).",
+)
+@click.option(
+    "--region",
+    default=None,
+    help="contig:start-end, 1-based inclusive (e.g. chrX_15000001_24500000:1-60).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=None,
+    help="Mark the groups this mask seed would hide (with --record and --mask-ratio).",
+)
+@click.option(
+    "--record", type=int, default=0, show_default=True, help="Record index whose mask to show."
+)
+@click.option("--mask-ratio", default=0.15, show_default=True)
+@exit_on_had_error
+def tokenize_cmd(
+    seq: str | None,
+    fasta: Path | None,
+    region: str | None,
+    seed: int | None,
+    record: int,
+    mask_ratio: float,
+) -> None:
+    """Show how the teacher tokenizes a sequence: each token, its id, the bases it covers, and
+    (with --seed) whether the group mask of record --record hides it."""
+    offset = 0
+    if (seq is None) == (region is None):
+        raise ConfigError("give either --seq or --fasta with --region")
+    if region is not None:
+        if fasta is None:
+            raise ConfigError("--region needs --fasta")
+        match = REGION.match(region)
+        if not match:
+            raise ConfigError(f"--region {region!r} is not contig:start-end")
+        contig = match["contig"]
+        start, end = (int(match[k].replace(",", "")) for k in ("start", "end"))
+        genome = windows.open_fasta(DEMO_FASTA if str(fasta) == "demo" else fasta)
+        if contig not in set(genome.keys()):
+            raise ConfigError(f"contig {contig!r} is not in {fasta}")
+        if not 1 <= start <= end <= len(genome[contig]):
+            raise ConfigError(f"--region {region} is outside {contig} (1-{len(genome[contig])})")
+        seq, offset = genome[contig][start - 1 : end], start - 1
+    tokens = tokenize.tokenize(seq)
+    masked = (
+        masking.group_mask(seed, record, len(tokens), mask_ratio)
+        if seed is not None and len(tokens) > 1
+        else [False] * len(tokens)
+    )
+    click.echo(f"{'#':>5}  {'token':<7} {'id':>5}  {'bases (1-based)':<19} masked")
+    for i, (tok, hidden) in enumerate(zip(tokens, masked, strict=True)):
+        span = f"{offset + tok.start + 1}-{offset + tok.end}"
+        click.echo(
+            f"{i:>5}  {tokenize.VOCAB[tok.id]:<7} {tok.id:>5}  {span:<19} {'MASK' if hidden else ''}"
+        )
+    click.echo(
+        f"{len(tokens)} tokens over {len(seq)} bases"
+        + (
+            f"; {int(sum(masked))} masked (seed {seed}, record {record})"
+            if seed is not None
+            else ""
         )
     )

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from had_cache import masking
 from had_cache.cli import main as had_cache
 from had_train.cli import main as had_train
 from tests.conftest import real_dna
@@ -115,3 +117,34 @@ def test_user_mistakes_are_one_line_errors(
     assert result.exit_code == 2
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def test_tokenize_shows_tokens_spans_and_masked_groups(small_fasta: Path) -> None:
+    result = CliRunner().invoke(had_cache, ["tokenize", "--seq", "ACGTACGTNTTTTTTGG"])
+    _ok(result)
+    rows = [line.split() for line in result.output.splitlines()[1:-1]]
+    assert [(r[1], r[3]) for r in rows] == [
+        ("ACGTAC", "1-6"), ("G", "7-7"), ("T", "8-8"), ("N", "9-9"),
+        ("TTTTTT", "10-15"), ("G", "16-16"), ("G", "17-17"),
+    ]  # fmt: skip
+
+    region = CliRunner().invoke(
+        had_cache,
+        [
+            "tokenize",
+            "--fasta",
+            str(small_fasta),
+            "--region",
+            "chrA:601-1200",
+            "--seed",
+            "5",
+            "--record",
+            "1",
+        ],
+    )
+    _ok(region)
+    lines = region.output.splitlines()[1:-1]
+    assert lines[0].split()[3] == "601-606" and lines[-1].split()[3] == "1195-1200"
+    masked = [i for i, line in enumerate(lines) if line.endswith("MASK")]
+    # The same groups the store masks for record 1 of a seed-5 extraction of 600-bp windows.
+    assert masked == list(np.flatnonzero(masking.group_mask(5, 1, 100, 0.15)))

@@ -233,7 +233,7 @@ def train_fold(
                     labels=targets[idx].to(device),
                 )
                 if not torch.isfinite(out.loss):
-                    raise FloatingPointError(
+                    raise HadError(
                         f"{desc}: loss became {out.loss.item()} at epoch {epoch + 1}; "
                         "lower lr or check the checkpoint"
                     )
