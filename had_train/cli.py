@@ -254,3 +254,41 @@ def eval_cmd(
     click.echo(f"results  {out / 'results.json'}")
     if results.get("tsne"):
         click.echo(f"t-SNE    {out / results['tsne']}")
+
+
+TESTED = {"torch": "2.13", "transformers": "5.24", "zarr": "3.1"}
+"""Versions the test suite ran under (CI); other versions may work but are not tested."""
+
+
+def _version(module: str) -> str:
+    from importlib import import_module
+
+    try:
+        return str(getattr(import_module(module), "__version__", "installed"))
+    except Exception as err:  # an optional kernel that fails to import for any reason
+        return f"not available ({type(err).__name__})"
+
+
+@main.command("doctor")
+@click.option("--device", default="auto", show_default=True)
+@exit_on_had_error
+def doctor_cmd(device: str) -> None:
+    """Print package versions, the device, and which implementation each mixer will use."""
+    import platform
+
+    import torch
+
+    from had_cache.runtime import resolve_device
+    from had_train.ops import mixer_backends
+
+    dev = resolve_device(device)
+    rows = [("python", platform.python_version(), "")]
+    for name in ("torch", "transformers", "zarr", "numcodecs", "pyfaidx", "had_cache"):
+        rows.append((name, _version(name), f"tested {TESTED[name]}.x" if name in TESTED else ""))
+    for name in ("fla", "mamba_ssm", "triton"):
+        rows.append((name, _version(name), "optional GPU kernel"))
+    gpu = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "no CUDA device"
+    rows.append(("device", str(dev), gpu))
+    rows += [(f"mixer {m}", b, "") for m, b in mixer_backends(dev).items()]
+    w0, w1 = (max(len(r[i]) for r in rows) for i in (0, 1))
+    click.echo("\n".join(f"{a:<{w0}}  {b:<{w1}}  {c}".rstrip() for a, b, c in rows))

@@ -24,7 +24,7 @@ from had_cache.runtime import resolve_device
 from had_train import checkpoint, losses
 from had_train.data import PretrainBatches
 from had_train.model import HadStudentConfig, HadStudentForPretraining, count_parameters
-from had_train.ops import gated_delta_rule_backend
+from had_train.ops import mixer_backends
 from had_train.schedule import warmup_cosine
 
 CONFIG_FILE = "pretrain_config.json"
@@ -160,7 +160,10 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
 
     tqdm.write(
         f"student: {count_parameters(model.had):,} encoder parameters ({cfg.preset}); "
-        f"gdn={gated_delta_rule_backend(device)} attention=sdpa device={device}; "
+        + " ".join(
+            f"{m}={b}" for m, b in mixer_backends(device).items() if m in model.config.mixers
+        )
+        + f" device={device}; "
         f"store {data.attrs.n_records:,} records, teacher width {data.attrs.hidden_size}; "
         f"steps {start}->{cfg.steps}"
     )

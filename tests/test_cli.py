@@ -148,3 +148,15 @@ def test_tokenize_shows_tokens_spans_and_masked_groups(small_fasta: Path) -> Non
     masked = [i for i, line in enumerate(lines) if line.endswith("MASK")]
     # The same groups the store masks for record 1 of a seed-5 extraction of 600-bp windows.
     assert masked == list(np.flatnonzero(masking.group_mask(5, 1, 100, 0.15)))
+
+
+def test_doctor_names_versions_and_mixer_implementations() -> None:
+    result = CliRunner().invoke(had_train, ["doctor", "--device", "cpu"])
+    _ok(result)
+    lines = {
+        line.split()[0] + (" " + line.split()[1] if line.startswith("mixer") else ""): line
+        for line in result.output.splitlines()
+    }
+    assert "torch" in lines and "transformers" in lines and "zarr" in lines
+    assert lines["mixer gdn"].split()[2] == "torch-chunked"  # no CUDA here: the PyTorch op
+    assert lines["mixer attention"].split()[2] == "sdpa"

@@ -1,5 +1,7 @@
 """Plain tensor functions (no parameters) that the student's layers call."""
 
+import torch
+
 from .gated_delta_rule import (
     gated_delta_rule,
     gated_delta_rule_backend,
@@ -13,7 +15,18 @@ from .selective_scan import (
     selective_scan_recurrent,
 )
 
+
+def mixer_backends(device: torch.device | str) -> dict[str, str]:
+    """Which implementation each mixer runs on `device`: the one place that answers it."""
+    return {
+        "gdn": gated_delta_rule_backend(device),
+        "mamba": selective_scan_backend(device),
+        "attention": "sdpa",
+    }
+
+
 __all__ = [
+    "mixer_backends",
     "gated_delta_rule",
     "gated_delta_rule_backend",
     "gated_delta_rule_chunked",
