@@ -10,9 +10,10 @@ import click
 
 from had_cache import masking, tokenize, windows
 from had_cache import teacher as teacher_mod
-from had_cache.errors import ConfigError, exit_on_had_error
+from had_cache.errors import ConfigError, StoreError, exit_on_had_error
 from had_cache.extract import ExtractConfig, extract
 from had_cache.reader import CacheReader
+from had_cache.verify import verify_store
 
 DEMO_FASTA = Path(__file__).parent / "assets" / "chrX_demo.fa.gz"
 
@@ -238,3 +239,49 @@ def tokenize_cmd(
             else ""
         )
     )
+
+
+@main.command("verify")
+@click.argument("store", type=click.Path(path_type=Path))
+@click.option(
+    "--recompute",
+    type=int,
+    default=16,
+    show_default=True,
+    help="Records to re-run through the teacher, drawn at random.",
+)
+@click.option(
+    "--min-cosine",
+    type=float,
+    default=0.99,
+    show_default=True,
+    help="Fail if any checked record's cosine similarity is below this.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Which records are drawn.")
+@click.option(
+    "--teacher",
+    default=None,
+    help="Teacher to compare against. [default: the one recorded in the store]",
+)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--dtype", default="auto", show_default=True)
+@exit_on_had_error
+def verify_cmd(
+    store: Path,
+    recompute: int,
+    min_cosine: float,
+    seed: int,
+    teacher: str | None,
+    device: str,
+    dtype: str,
+) -> None:
+    """Re-run the teacher on random stored records and compare with the cached features."""
+    report = verify_store(store, recompute, seed, device, dtype, teacher)
+    click.echo("\n".join(report.lines()))
+    if report.cosine.min() < min_cosine:
+        worst = int(report.records[report.cosine.argmin()])
+        raise StoreError(
+            f"record {worst} has cosine {report.cosine.min():.4f} < {min_cosine} against the "
+            "teacher: the store does not match it (other weights, layer or masking?)"
+        )
+    click.echo("ok: the store matches its teacher")

@@ -159,8 +159,11 @@ def load_teacher(
             f"(valid: {-(num_layers + 1)}..{num_layers}; 0 = embeddings, -1 = final layer)"
         )
     info = TeacherInfo(
-        name_or_path=str(DEMO_TEACHER_DIR.relative_to(Path(__file__).parent.parent))
+        # Loadable again from any working directory: `demo`, an absolute folder, or a hub id.
+        name_or_path=DEMO_TEACHER
         if name == DEMO_TEACHER
+        else str(folder.resolve())
+        if is_path
         else name,
         revision=revision or getattr(config, "_commit_hash", None),
         weights_sha256=_weights_sha256(folder) if folder.is_dir() else None,

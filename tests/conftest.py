@@ -20,12 +20,12 @@ def real_dna(n_bases: int, offset: int = 2_000_000) -> str:
     return text[offset : offset + n_bases].upper()
 
 
-def make_tiny_teacher(folder: Path, hidden: int = 32, layers: int = 2) -> Path:
+def make_tiny_teacher(folder: Path, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
     """A randomly initialised ESM masked LM with the NT 6-mer tokenizer (unit tests only)."""
     import torch
     from transformers import EsmConfig, EsmForMaskedLM
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     config = EsmConfig(
         vocab_size=len(tokenize.VOCAB),
         hidden_size=hidden,

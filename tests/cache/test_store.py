@@ -127,3 +127,23 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path, small_fasta: Path) -> No
         load_teacher("./no-such-teacher", torch.device("cpu"), torch.float32)
     with pytest.raises(StoreError, match="not found"):
         CacheReader(tmp_path / "nope.zarr")
+
+
+def test_verify_recomputes_features_and_catches_another_teacher(
+    store: Path, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from had_cache.cli import main as had_cache
+    from tests.conftest import make_tiny_teacher
+
+    good = CliRunner().invoke(had_cache, ["verify", str(store), "--recompute", "5"])
+    assert good.exit_code == 0, good.output
+    assert "ok: the store matches its teacher" in good.output
+
+    other = make_tiny_teacher(tmp_path / "other", seed=1)
+    bad = CliRunner().invoke(
+        had_cache, ["verify", str(store), "--recompute", "5", "--teacher", str(other)]
+    )
+    assert bad.exit_code == 2
+    assert "does not match" in bad.output
