@@ -174,7 +174,13 @@ def pretrain_cmd(
             cache=str(cache),
             **{n: getattr(cfg, n) for n in given & set(RESUMABLE_OVERRIDES)},
         )
-    final = pretrain(cfg, resume=resume)
+    try:
+        final = pretrain(cfg, resume=resume)
+    except KeyboardInterrupt:
+        latest = checkpoint.latest_checkpoint(Path(cfg.out))
+        where = f"the latest complete checkpoint is {latest}" if latest else "no checkpoint yet"
+        click.echo(f"\ninterrupted: {where}; continue with --resume --out {cfg.out}", err=True)
+        raise SystemExit(130) from None
     click.echo(f"checkpoint  {final}\nlosses      {Path(cfg.out) / 'losses.csv'}")
 
 
