@@ -84,3 +84,26 @@ def test_reverse_complement_round_trip() -> None:
     codes = dna.encode("ACGTNACG")
     assert dna.decode(dna.reverse_complement(codes)) == "CGTNACGT"
     assert np.array_equal(dna.reverse_complement(dna.reverse_complement(codes)), codes)
+
+
+def test_our_ids_and_offsets_equal_the_hf_tokenizer_on_random_sequences() -> None:
+    """Thousands of random sequences with N runs and odd lengths, against the stock tokenizer."""
+    from transformers import AutoTokenizer
+
+    from had_cache.teacher import DEMO_TEACHER_DIR
+
+    hf = AutoTokenizer.from_pretrained(DEMO_TEACHER_DIR)
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        length = int(rng.integers(1, 80))
+        seq = "".join(rng.choice(list("ACGT"), size=length))
+        for _ in range(int(rng.integers(0, 3))):  # N runs at random places
+            at = int(rng.integers(0, length))
+            seq = seq[:at] + "N" * int(rng.integers(1, 4)) + seq[at:]
+        ours = tokenize.tokenize(seq)
+        theirs = hf(seq, add_special_tokens=False)["input_ids"]
+        assert [t.id for t in ours] == theirs, seq
+        # Offsets tile the sequence exactly and each token spells its own bases.
+        assert [t.start for t in ours] == [0] + [t.end for t in ours[:-1]]
+        assert ours[-1].end == len(seq)
+        assert all(tokenize.VOCAB[t.id] == seq[t.start : t.end] for t in ours)
