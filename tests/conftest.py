@@ -20,7 +20,9 @@ def real_dna(n_bases: int, offset: int = 2_000_000) -> str:
     return text[offset : offset + n_bases].upper()
 
 
-def make_tiny_teacher(folder: Path, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
+def make_tiny_teacher(
+    folder: Path, hidden: int = 32, layers: int = 2, seed: int = 0, token_dropout: bool = False
+) -> Path:
     """A randomly initialised ESM masked LM with the NT 6-mer tokenizer (unit tests only)."""
     import torch
     from transformers import EsmConfig, EsmForMaskedLM
@@ -36,7 +38,7 @@ def make_tiny_teacher(folder: Path, hidden: int = 32, layers: int = 2, seed: int
         position_embedding_type="rotary",
         pad_token_id=tokenize.PAD_ID,
         mask_token_id=tokenize.MASK_ID,
-        token_dropout=False,
+        token_dropout=token_dropout,
         emb_layer_norm_before=False,
     )
     EsmForMaskedLM(config).save_pretrained(folder)

@@ -147,3 +147,20 @@ def test_verify_recomputes_features_and_catches_another_teacher(
     )
     assert bad.exit_code == 2
     assert "does not match" in bad.output
+
+
+def test_token_dropout_is_recorded_and_changes_masked_input_features(
+    small_fasta: Path, tmp_path: Path
+) -> None:
+    """ESM's token_dropout rescales embeddings by the share of <mask>; our inputs are masked."""
+    from tests.conftest import make_tiny_teacher
+
+    feats = {}
+    for on in (False, True):
+        teacher = make_tiny_teacher(tmp_path / f"t{on}", token_dropout=on)
+        out = tmp_path / f"s{on}.zarr"
+        _extract(small_fasta, teacher, out, window_bp=120, max_windows=4)
+        reader = CacheReader(out)
+        assert reader.attrs.teacher.token_dropout is on
+        feats[on] = reader.read(slice(0, 4)).teacher.astype(np.float32)
+    assert not np.allclose(feats[False], feats[True], atol=1e-3)
