@@ -10,8 +10,8 @@ import torch
 from had_train.model import HadStudentConfig, HadStudentForPretraining, HadStudentModel
 from had_train.model.bidirectional import Bidirectional
 from had_train.model.mamba import CausalConv1d, Mamba
+from tests.train.padding import assert_padding_invariant, random_ids
 
-PAD = 6
 HYBRID = ["gdn", "mamba", "attention"]
 
 
@@ -20,10 +20,6 @@ def tiny_config(**overrides) -> HadStudentConfig:
     return HadStudentConfig.from_preset(
         "tiny", **{"mixers": ["mamba"], "chunk_size": 8, "mamba_d_state": 4, **overrides}
     )
-
-
-def random_ids(gen: torch.Generator, *shape: int) -> torch.Tensor:
-    return torch.randint(0, 5, shape, generator=gen)  # A C G T N
 
 
 def pretraining_batch(seed: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,22 +35,7 @@ def pretraining_batch(seed: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
 def test_padded_batch_equals_each_sequence_alone(mixers: list[str]) -> None:
     torch.manual_seed(0)
     model = HadStudentModel(tiny_config(mixers=mixers)).eval()
-    gen = torch.Generator().manual_seed(1)
-    lengths = [5, 21, 13, 1]
-    seqs = [random_ids(gen, n) for n in lengths]
-    ids = torch.full((len(seqs), max(lengths)), PAD)
-    mask = torch.zeros_like(ids)
-    for row, seq in enumerate(seqs):
-        ids[row, : len(seq)] = seq
-        mask[row, : len(seq)] = 1
-    with torch.no_grad():
-        batched = model(ids, mask)
-        for row, seq in enumerate(seqs):
-            alone = model(seq[None])
-            torch.testing.assert_close(batched[row, : len(seq)], alone[0], rtol=1e-5, atol=1e-5)
-        assert torch.equal(batched[mask == 0], torch.zeros_like(batched[mask == 0]))
-        noisy = torch.where(mask.bool(), ids, random_ids(gen, *ids.shape))
-        torch.testing.assert_close(model(noisy, mask), batched, rtol=1e-5, atol=1e-5)
+    assert_padding_invariant(model, [5, 21, 13, 1], torch.Generator().manual_seed(1))
 
 
 def test_causal_layer_ignores_right_padding() -> None:

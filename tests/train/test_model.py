@@ -16,18 +16,15 @@ from had_train.model import (
     count_parameters,
 )
 from had_train.model.gated_deltanet import ShortConvolution
+from tests.train.padding import assert_padding_invariant, random_ids
 
-PAD, MASK, N = 6, 5, 4
+MASK, N = 5, 4
 PAPER_ENCODER_PARAMETERS = 1_141_264
 
 
 def tiny_config(**overrides) -> HadStudentConfig:
     """Tiny preset with short chunks so short test sequences still cross chunk boundaries."""
     return HadStudentConfig.from_preset("tiny", **{"chunk_size": 8, **overrides})
-
-
-def random_ids(gen: torch.Generator, *shape: int) -> torch.Tensor:
-    return torch.randint(0, 5, shape, generator=gen)  # A C G T N
 
 
 def test_paper_preset_parameter_count() -> None:
@@ -45,24 +42,10 @@ def test_paper_preset_parameter_count() -> None:
 def test_padded_batch_equals_each_sequence_alone() -> None:
     torch.manual_seed(0)
     model = HadStudentModel(tiny_config()).eval()
-    gen = torch.Generator().manual_seed(1)
-    lengths = [5, 21, 13, 1]
-    longest = max(lengths)
-    seqs = [random_ids(gen, n) for n in lengths]
-    ids = torch.full((len(seqs), longest), PAD)
-    mask = torch.zeros(len(seqs), longest, dtype=torch.long)
-    for row, seq in enumerate(seqs):
-        ids[row, : len(seq)] = seq
-        mask[row, : len(seq)] = 1
+    batched, mask, seqs = assert_padding_invariant(
+        model, [5, 21, 13, 1], torch.Generator().manual_seed(1)
+    )
     with torch.no_grad():
-        batched = model(ids, mask)
-        for row, seq in enumerate(seqs):
-            alone = model(seq[None])
-            torch.testing.assert_close(batched[row, : len(seq)], alone[0], rtol=1e-5, atol=1e-5)
-        assert torch.equal(batched[mask == 0], torch.zeros_like(batched[mask == 0]))
-        # what sits in the padding must not matter either
-        noisy = torch.where(mask.bool(), ids, random_ids(gen, *ids.shape))
-        torch.testing.assert_close(model(noisy, mask), batched, rtol=1e-5, atol=1e-5)
         pooled = model.pool(batched, mask)
         torch.testing.assert_close(
             pooled[1], model(seqs[1][None]).mean(dim=1)[0], rtol=1e-5, atol=1e-5
