@@ -16,20 +16,21 @@ from had_train.model import HadStudentForPretraining
 from had_train.pretrain import PretrainConfig, lr_at, pretrain
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory, small_fasta: Path, tiny_teacher: Path) -> Path:
-    out = tmp_path_factory.mktemp("pt") / "s.zarr"
+def _extract(fasta: Path, teacher: Path, out: Path, **kw: object) -> Path:
+    """A store of 120-bp windows (20 teacher tokens) from the tiny teacher."""
     extract(
         ExtractConfig(
-            fasta=small_fasta,
-            out=out,
-            teacher=str(tiny_teacher),
-            window_bp=120,
-            chunk_records=16,
-            progress=False,
+            fasta=fasta, out=out, teacher=str(teacher), window_bp=120, progress=False, **kw
         )
     )
     return out
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory, small_fasta: Path, tiny_teacher: Path) -> Path:
+    return _extract(
+        small_fasta, tiny_teacher, tmp_path_factory.mktemp("pt") / "s.zarr", chunk_records=16
+    )
 
 
 def _cfg(store: Path, out: Path, **kw: object) -> PretrainConfig:
@@ -51,17 +52,7 @@ def _losses(run: Path) -> list[float]:
 
 def test_loss_decreases(small_fasta: Path, tiny_teacher: Path, tmp_path: Path) -> None:
     """On a store of one batch, both losses must fall within a few steps."""
-    one_batch = tmp_path / "one.zarr"
-    extract(
-        ExtractConfig(
-            fasta=small_fasta,
-            out=one_batch,
-            teacher=str(tiny_teacher),
-            window_bp=120,
-            max_windows=8,
-            progress=False,
-        )
-    )
+    one_batch = _extract(small_fasta, tiny_teacher, tmp_path / "one.zarr", max_windows=8)
     run = tmp_path / "run"
     pretrain(_cfg(one_batch, run, steps=15, save_every=15, lr=1e-2), progress=False)
     with open(run / "losses.csv", newline="") as fh:
