@@ -18,6 +18,11 @@ from had_cache.verify import verify_store
 DEMO_FASTA = Path(__file__).parent / "assets" / "chrX_demo.fa.gz"
 
 
+def fasta_path(name: str | Path) -> Path:
+    """`demo` names the embedded chrX slice; anything else is a path."""
+    return DEMO_FASTA if str(name) == "demo" else Path(name)
+
+
 def default_store_path(fasta: Path) -> Path:
     """hg38.fa.gz -> ./hg38.had.zarr"""
     stem = re.sub(r"\.(fa|fasta|fna)(\.gz|\.bgz)?$", "", fasta.name, flags=re.IGNORECASE)
@@ -133,8 +138,8 @@ def extract_cmd(fasta: str, out: Path | None, **options: object) -> None:
 
     Windows containing N are skipped. Rerunning the same command resumes an interrupted store.
     """
-    fasta_path = DEMO_FASTA if fasta == "demo" else Path(fasta)
-    cfg = ExtractConfig(fasta=fasta_path, out=out or default_store_path(fasta_path), **options)
+    path = fasta_path(fasta)
+    cfg = ExtractConfig(fasta=path, out=out or default_store_path(path), **options)
     summary = extract(cfg)
     click.echo("\n".join(summary.lines()))
 
@@ -213,7 +218,7 @@ def tokenize_cmd(
             raise ConfigError(f"--region {region!r} is not contig:start-end")
         contig = match["contig"]
         start, end = (int(match[k].replace(",", "")) for k in ("start", "end"))
-        genome = windows.open_fasta(DEMO_FASTA if str(fasta) == "demo" else fasta)
+        genome = windows.open_fasta(fasta_path(fasta))
         if contig not in set(genome.keys()):
             raise ConfigError(f"contig {contig!r} is not in {fasta}")
         if not 1 <= start <= end <= len(genome[contig]):
