@@ -70,6 +70,23 @@ class CacheReader:
             teacher=g[schema.TEACHER][rows],
         )
 
+    def take(self, records: np.ndarray) -> Records:
+        """Arbitrary records, in the given order, reading each chunk they touch once."""
+        records = np.asarray(records, dtype=np.int64)
+        parts = {}
+        for chunk in np.unique(records // self.attrs.chunk_records):
+            parts[int(chunk)] = self.read_chunk(int(chunk))
+        rows = [
+            (parts[int(r // self.attrs.chunk_records)], int(r % self.attrs.chunk_records))
+            for r in records
+        ]
+        return Records(
+            index=records,
+            seq=np.stack([p.seq[i] for p, i in rows]),
+            mask=np.stack([p.mask[i] for p, i in rows]),
+            teacher=np.stack([p.teacher[i] for p, i in rows]),
+        )
+
     def read_chunk(self, chunk: int) -> Records:
         return self.read(self.attrs.chunk_slice(chunk))
 

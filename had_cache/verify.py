@@ -64,10 +64,8 @@ def verify_store(
     cosines, max_abs = [], 0.0
     for lo in range(0, len(records), batch_size):
         ids = records[lo : lo + batch_size]
-        rows = [reader.read(slice(int(r), int(r) + 1)) for r in ids]
-        seq = np.concatenate([r.seq for r in rows])
-        mask = np.concatenate([r.mask for r in rows])
-        stored = np.concatenate([r.teacher for r in rows]).astype(np.float32)
+        block = reader.take(ids)
+        seq, mask, stored = block.seq, block.mask, block.teacher.astype(np.float32)
         inputs = masking.teacher_input(tokenize.kmer_ids(seq), mask, tokenize.MASK_ID)
         out = model.features(inputs)
         fresh = out[~torch.as_tensor(mask, device=out.device)].float().cpu().numpy()
