@@ -76,9 +76,14 @@ def main() -> None:
 )
 @click.option(
     "--layer",
-    default=-1,
-    show_default=True,
-    help="Teacher hidden_states index to store: -1 = final layer after the final layer norm (the paper's choice), 0 = embeddings.",
+    type=int,
+    default=None,
+    help="Teacher hidden_states index to store: -1 = final layer after the final layer norm (the paper's choice), 0 = embeddings, negative counts from the end. [default: -1]",
+)
+@click.option(
+    "--layers",
+    default=None,
+    help="Several layers to store, comma-separated (e.g. 10,20,-1), one features array each; training picks one with --teacher-layer.",
 )
 @click.option(
     "--batch-size", default=16, show_default=True, help="Windows per teacher forward pass."
@@ -133,15 +138,37 @@ def main() -> None:
     "--overwrite", is_flag=True, help="Replace an existing store at --out instead of resuming it."
 )
 @exit_on_had_error
-def extract_cmd(fasta: str, out: Path | None, **options: object) -> None:
+def extract_cmd(
+    fasta: str, out: Path | None, layer: int | None, layers: str | None, **options: object
+) -> None:
     """Tile a genome into windows, mask 6-mer groups, run the teacher, write a Zarr store.
 
     Windows containing N are skipped. Rerunning the same command resumes an interrupted store.
     """
     path = fasta_path(fasta)
-    cfg = ExtractConfig(fasta=path, out=out or default_store_path(path), **options)
+    cfg = ExtractConfig(
+        fasta=path,
+        out=out or default_store_path(path),
+        layers=parse_layers(layer, layers),
+        **options,
+    )
     summary = extract(cfg)
     click.echo("\n".join(summary.lines()))
+
+
+def parse_layers(layer: int | None, layers: str | None) -> tuple[int, ...]:
+    """`--layer N` or `--layers a,b,c` (not both) -> hidden_states indices; default (-1,)."""
+    if layer is not None and layers is not None:
+        raise ConfigError("give --layer or --layers, not both")
+    if layers is None:
+        return (-1 if layer is None else layer,)
+    try:
+        parsed = tuple(int(x) for x in layers.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"--layers takes comma-separated integers, got {layers!r}") from None
+    if not parsed:
+        raise ConfigError("--layers needs at least one layer")
+    return parsed
 
 
 @main.command("inspect")
@@ -159,8 +186,10 @@ def inspect_cmd(store: Path, as_json: bool) -> None:
         "\n".join(
             [
                 f"store      {store} ({'complete' if a.complete else 'INCOMPLETE'})",
-                f"teacher    {a.teacher.name_or_path} layer {a.teacher.layer} "
-                f"(hidden {a.hidden_size}, {a.teacher.num_layers} layers)",
+                f"teacher    {a.teacher.name_or_path} "
+                f"layer{'s' if len(a.teacher.layers) > 1 else ''} "
+                f"{', '.join(map(str, a.teacher.layers))} of 0..{a.teacher.num_layers} "
+                f"(hidden {a.hidden_size})",
                 f"records    {a.n_records:,} windows of {a.window_bp} bp "
                 f"({a.n_tokens} tokens, {a.n_masked} masked), strands {a.strands}",
                 f"fasta      {a.fasta.path}",
@@ -283,10 +312,10 @@ def verify_cmd(
     """Re-run the teacher on random stored records and compare with the cached features."""
     report = verify_store(store, recompute, seed, device, dtype, teacher)
     click.echo("\n".join(report.lines()))
-    if report.cosine.min() < min_cosine:
-        worst = int(report.records[report.cosine.argmin()])
+    layer, worst, cosine = report.worst
+    if cosine < min_cosine:
         raise StoreError(
-            f"record {worst} has cosine {report.cosine.min():.4f} < {min_cosine} against the "
-            "teacher: the store does not match it (other weights, layer or masking?)"
+            f"record {worst} has cosine {cosine:.4f} < {min_cosine} at teacher layer {layer}: "
+            "the store does not match its teacher (other weights, layer or masking?)"
         )
     click.echo("ok: the store matches its teacher")

@@ -34,7 +34,7 @@ class ExtractConfig:
     window_bp: int = 1020
     mask_ratio: float = 0.15
     seed: int = 0
-    layer: int = -1
+    layers: tuple[int, ...] = (-1,)
     batch_size: int = 16
     device: str = "auto"
     dtype: str = "auto"
@@ -93,7 +93,7 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
         cfg.teacher,
         device,
         teacher_mod.resolve_dtype(cfg.dtype, device),
-        cfg.layer,
+        cfg.layers,
         cfg.revision,
         cfg.trust_remote_code,
     )
@@ -140,12 +140,15 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
             cfg.seed, np.arange(rows.start, rows.stop), n_tokens, cfg.mask_ratio
         )
         ids = masking.teacher_input(tokenize.kmer_ids(seq), mask, tokenize.MASK_ID)
-        feats = np.empty((len(records), n_visible, attrs.hidden_size), dtype=schema.TEACHER_DTYPE)
+        shape = (len(records), n_visible, attrs.hidden_size)
+        feats = {layer: np.empty(shape, schema.TEACHER_DTYPE) for layer in teacher.info.layers}
         for lo in range(0, len(records), cfg.batch_size):
             hi = min(lo + cfg.batch_size, len(records))
-            out = teacher.features(ids[lo:hi])
-            visible = out[~torch.as_tensor(mask[lo:hi], device=out.device)]
-            feats[lo:hi] = visible.reshape(hi - lo, n_visible, -1).float().cpu().numpy()
+            visible = torch.as_tensor(~mask[lo:hi], device=teacher.device)
+            for layer, out in teacher.features(ids[lo:hi]).items():
+                feats[layer][lo:hi] = (
+                    out[visible].reshape(hi - lo, n_visible, -1).to(torch.float16).cpu().numpy()
+                )
             bar.update(hi - lo)
         writer.write_chunk(chunk, seq, mask, feats)
     bar.close()

@@ -25,13 +25,19 @@ class Records:
     index: np.ndarray  # int64 [n], record ids
     seq: np.ndarray  # uint8 [n, W]
     mask: np.ndarray  # bool [n, T]
-    teacher: np.ndarray  # float16 [n, T - M, D]
+    teacher: np.ndarray  # float16 [n, T - M, D], features of the reader's layer
 
 
 class CacheReader:
-    """Read-only access to a complete store."""
+    """Read-only access to a complete store, serving the features of one stored teacher layer.
 
-    def __init__(self, path: Path | str, require_complete: bool = True) -> None:
+    `layer` is a hidden_states index (negative counts from the end); None means the deepest
+    stored layer.
+    """
+
+    def __init__(
+        self, path: Path | str, require_complete: bool = True, layer: int | None = None
+    ) -> None:
         self.path = Path(path)
         if not self.path.exists():
             raise StoreError(f"store not found: {self.path}")
@@ -46,6 +52,13 @@ class CacheReader:
             raise StoreError(
                 f"{self.path} is incomplete ({done}/{self.attrs.n_chunks} chunks written); "
                 "rerun the same `had-cache extract` command to finish it"
+            )
+        info = self.attrs.teacher
+        self.layer = info.default_layer if layer is None else info.resolve_layer(layer)
+        if self.layer not in info.layers:
+            raise StoreError(
+                f"{self.path} holds teacher layers {', '.join(map(str, info.layers))}, "
+                f"not layer {layer}; re-extract with --layers to add it"
             )
         self._group: zarr.Group | None = None
         self._pid = -1
@@ -67,7 +80,7 @@ class CacheReader:
             index=np.arange(rows.start, rows.stop, dtype=np.int64),
             seq=g[schema.SEQ][rows],
             mask=g[schema.MASK][rows],
-            teacher=g[schema.TEACHER][rows],
+            teacher=g[schema.teacher_array(self.layer)][rows],
         )
 
     def take(self, records: np.ndarray) -> Records:

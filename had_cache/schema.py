@@ -18,18 +18,22 @@ import numpy as np
 
 from had_cache.errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FORMAT_NAME = "had-cache"
 ATTRS_KEY = "had"
 
 SEQ = "seq"
 MASK = "mask"
-TEACHER = "teacher"
 CONTIG = "contig"
 START = "start"
 STRAND = "strand"
 CHUNK_DONE = "chunk_done"
-RECORD_ARRAYS = (SEQ, MASK, TEACHER, CONTIG, START, STRAND)
+
+
+def teacher_array(layer: int) -> str:
+    """Name of the features array of teacher hidden_states index `layer` (non-negative)."""
+    return f"teacher_layer_{layer}"
+
 
 TEACHER_DTYPE = np.dtype("float16")
 """bfloat16 is not a portable zarr dtype; float16 holds layer-normed features without loss that matters."""
@@ -42,16 +46,32 @@ class TeacherInfo:
     name_or_path: str
     revision: str | None
     weights_sha256: str | None
-    layer: int
+    layers: list[int]
     num_layers: int
     hidden_size: int
     dtype: str
     token_dropout: bool | None
     mask_token_id: int
     layer_rule: str = (
-        "index into Hugging Face hidden_states: 0 is the embedding output, -1 the final layer's "
-        "output after the final layer norm (= last_hidden_state)"
+        "index into Hugging Face hidden_states, stored non-negative: 0 is the embedding output, "
+        "num_layers (= -1) the final layer's output after the final layer norm "
+        "(= last_hidden_state)"
     )
+
+    def resolve_layer(self, layer: int) -> int:
+        """A hidden_states index, negative ones counted from the end, as stored (non-negative)."""
+        if not -(self.num_layers + 1) <= layer <= self.num_layers:
+            raise StoreError(
+                f"layer {layer} is out of range for a teacher with {self.num_layers} layers "
+                f"(valid: {-(self.num_layers + 1)}..{self.num_layers}; 0 = embeddings, "
+                "-1 = final layer)"
+            )
+        return layer % (self.num_layers + 1)
+
+    @property
+    def default_layer(self) -> int:
+        """The layer a reader serves unless told otherwise: the deepest stored one."""
+        return max(self.layers)
 
 
 @dataclass(frozen=True)
@@ -134,14 +154,15 @@ class StoreAttrs:
 def array_specs(attrs: StoreAttrs) -> dict[str, tuple[tuple[int, ...], np.dtype, tuple[int, ...]]]:
     """name -> (shape, dtype, chunk shape) of every array in a store with these attributes."""
     n, c = attrs.n_records, attrs.chunk_records
+    features = (attrs.n_visible, attrs.hidden_size)
     return {
         SEQ: ((n, attrs.window_bp), np.dtype("uint8"), (c, attrs.window_bp)),
         MASK: ((n, attrs.n_tokens), np.dtype("bool"), (c, attrs.n_tokens)),
-        TEACHER: (
-            (n, attrs.n_visible, attrs.hidden_size),
-            TEACHER_DTYPE,
-            (c, attrs.n_visible, attrs.hidden_size),
-        ),
+        # One array per stored layer, so training on one layer reads only that layer's chunks.
+        **{
+            teacher_array(layer): ((n, *features), TEACHER_DTYPE, (c, *features))
+            for layer in attrs.teacher.layers
+        },
         CONTIG: ((n,), np.dtype("int32"), (c,)),
         START: ((n,), np.dtype("int64"), (c,)),
         STRAND: ((n,), np.dtype("int8"), (c,)),
@@ -152,6 +173,6 @@ def array_specs(attrs: StoreAttrs) -> dict[str, tuple[tuple[int, ...], np.dtype,
 
 
 def default_chunk_records(n_visible: int, hidden_size: int, target_bytes: int = 16 << 20) -> int:
-    """Records per chunk so that one teacher chunk is about `target_bytes` (whole-chunk reads)."""
+    """Records per chunk so that one chunk of one layer is about `target_bytes` (whole-chunk reads)."""
     per_record = n_visible * hidden_size * TEACHER_DTYPE.itemsize
     return max(1, target_bytes // per_record)

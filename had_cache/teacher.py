@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,19 +69,18 @@ class Teacher:
     max_tokens: int
 
     @torch.inference_mode()
-    def features(self, token_ids: np.ndarray) -> torch.Tensor:
-        """Features [B, T, D] of already-masked 6-mer ids [B, T] (the `<cls>` position dropped).
+    def features(self, token_ids: np.ndarray) -> dict[int, torch.Tensor]:
+        """Features [B, T, D] per stored layer of already-masked 6-mer ids [B, T] (no `<cls>`).
 
         The input is `<cls>` + the 6-mer tokens, as NT prepends `<cls>`; no `<eos>` is appended.
+        Windows of one batch have equal length, so there is no padding and no attention mask.
         """
         ids = torch.as_tensor(np.asarray(token_ids, dtype=np.int64))
         cls = torch.full((ids.shape[0], 1), tokenize.CLS_ID, dtype=torch.long)
         ids = torch.cat([cls, ids], dim=1).to(self.device)
         # The encoder alone: the masked-LM head's logits are not needed for features.
-        out = self.model.base_model(
-            input_ids=ids, attention_mask=torch.ones_like(ids), output_hidden_states=True
-        )
-        return out.hidden_states[self.info.layer][:, 1:]
+        out = self.model.base_model(input_ids=ids, output_hidden_states=True)
+        return {layer: out.hidden_states[layer][:, 1:] for layer in self.info.layers}
 
 
 def _from_pretrained(
@@ -89,7 +89,47 @@ def _from_pretrained(
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-    return tokenizer, AutoModelForMaskedLM.from_pretrained(source, dtype=dtype, **kwargs)
+    try:
+        model, loading = AutoModelForMaskedLM.from_pretrained(
+            source, dtype=dtype, output_loading_info=True, **kwargs
+        )
+    except RuntimeError as err:  # transformers refuses weights whose shapes do not fit
+        if "mismatch" not in str(err):
+            raise
+        raise TeacherError(
+            f"teacher {source!r}: checkpoint weights do not fit the model class, so they would "
+            f"be newly initialised at random{_remote_code_hint(source, kwargs)}"
+        ) from None
+    _refuse_new_weights(source, model, loading, kwargs.get("trust_remote_code", True))
+    return tokenizer, model
+
+
+def _refuse_new_weights(
+    source: str, model: torch.nn.Module, loading: dict, trust_remote_code: bool
+) -> None:
+    """A weight missing from the checkpoint is silently initialised at random: refuse that.
+
+    Why: a teacher that loaded with fresh weights runs and yields features of noise
+    (design.md section 7); with the wrong class (e.g. NT v2 without its remote code) the gated
+    feed-forward weights do not fit and would be re-initialised.
+    """
+    missing = list(loading.get("missing_keys", [])) + [
+        str(m[0]) if isinstance(m, tuple) else str(m) for m in loading.get("mismatched_keys", [])
+    ]
+    encoder = [k for k in missing if not k.startswith("lm_head")]
+    if not encoder:
+        return
+    raise TeacherError(
+        f"teacher {source!r} is missing {len(encoder)} encoder weights that would be newly "
+        f"initialised at random, e.g. {', '.join(encoder[:3])}"
+        + _remote_code_hint(source, {"trust_remote_code": trust_remote_code})
+    )
+
+
+def _remote_code_hint(source: str, kwargs: dict) -> str:
+    if kwargs.get("trust_remote_code", True) or not (Path(source) / "modeling_esm.py").exists():
+        return ""
+    return " (the checkpoint ships its own modeling code: drop --no-trust-remote-code)"
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -127,7 +167,7 @@ def load_teacher(
     name: str,
     device: torch.device,
     dtype: torch.dtype,
-    layer: int = -1,
+    layers: Sequence[int] = (-1,),
     revision: str | None = None,
     trust_remote_code: bool = True,
 ) -> Teacher:
@@ -153,11 +193,14 @@ def load_teacher(
     model.eval().requires_grad_(False).to(device)
     config = model.config
     num_layers = int(config.num_hidden_layers)
-    if not -(num_layers + 1) <= layer <= num_layers:
-        raise ConfigError(
-            f"--layer {layer} is out of range for a teacher with {num_layers} layers "
-            f"(valid: {-(num_layers + 1)}..{num_layers}; 0 = embeddings, -1 = final layer)"
-        )
+    for layer in layers:
+        if not -(num_layers + 1) <= layer <= num_layers:
+            raise ConfigError(
+                f"--layer {layer} is out of range for a teacher with {num_layers} layers "
+                f"(valid: {-(num_layers + 1)}..{num_layers}; 0 = embeddings, -1 = final layer)"
+            )
+    if not layers:
+        raise ConfigError("--layers needs at least one layer")
     info = TeacherInfo(
         # Loadable again from any working directory: `demo`, an absolute folder, or a hub id.
         name_or_path=DEMO_TEACHER
@@ -167,7 +210,7 @@ def load_teacher(
         else name,
         revision=revision or getattr(config, "_commit_hash", None),
         weights_sha256=_weights_sha256(folder) if folder.is_dir() else None,
-        layer=layer,
+        layers=list(dict.fromkeys(layer % (num_layers + 1) for layer in layers)),
         num_layers=num_layers,
         hidden_size=int(config.hidden_size),
         dtype=str(dtype).removeprefix("torch."),

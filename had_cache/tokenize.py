@@ -9,7 +9,9 @@ order of A, T, C, G (not A, C, G, T), then the single letters A T C G N: 4,107 e
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -22,6 +24,8 @@ SINGLE_TOKENS = ("A", "T", "C", "G", "N")
 VOCAB: tuple[str, ...] = SPECIAL_TOKENS + KMERS + SINGLE_TOKENS
 TOKEN_ID = {tok: i for i, tok in enumerate(VOCAB)}
 PAD_ID, MASK_ID, CLS_ID = TOKEN_ID["<pad>"], TOKEN_ID["<mask>"], TOKEN_ID["<cls>"]
+# NTv2 reads at most 2,048 tokens, `<cls>` included (max_position_embeddings 2,050).
+MAX_TOKENS = 2048
 
 # Our A,C,G,T codes -> digit in NT's A,T,C,G product order.
 _NT_DIGIT = np.array([0, 2, 3, 1], dtype=np.int64)  # A->0, C->2, G->3, T->1
@@ -79,22 +83,26 @@ def vocab_file_text() -> str:
     return "\n".join(VOCAB) + "\n"
 
 
-def save_tokenizer(folder: str) -> None:
-    """Write an NT-style tokenizer (stock `EsmTokenizer` + our vocab.txt) that AutoTokenizer loads."""
-    from pathlib import Path
+def save_tokenizer(folder: str | Path) -> None:
+    """Write NT's tokenizer files (the published layout) so `AutoTokenizer` loads a stock EsmTokenizer.
 
-    from transformers import EsmTokenizer
-
+    `eos_token` is null: NT prepends `<cls>` and appends nothing (EsmTokenizer's default would
+    append `<eos>`). The 2,048-token limit counts `<cls>`.
+    """
     path = Path(folder)
     path.mkdir(parents=True, exist_ok=True)
     (path / "vocab.txt").write_text(vocab_file_text())
-    tokenizer = EsmTokenizer(
-        vocab_file=str(path / "vocab.txt"),
-        unk_token="<unk>",
-        pad_token="<pad>",
-        mask_token="<mask>",
-        cls_token="<cls>",
-        eos_token="<eos>",
-        bos_token="<bos>",
-    )
-    tokenizer.save_pretrained(str(path))
+    special = {
+        "cls_token": "<cls>",
+        "mask_token": "<mask>",
+        "pad_token": "<pad>",
+        "unk_token": "<unk>",
+    }
+    config = {
+        "clean_up_tokenization_spaces": True,
+        "eos_token": None,
+        "model_max_length": MAX_TOKENS,
+        "tokenizer_class": "EsmTokenizer",
+    }
+    (path / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n")
+    (path / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")

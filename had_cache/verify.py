@@ -23,14 +23,24 @@ from had_cache.teacher import load_teacher, resolve_dtype
 @dataclass(frozen=True)
 class VerifyReport:
     records: np.ndarray  # the record ids checked
-    cosine: np.ndarray  # per record, stored vs recomputed visible features (flattened)
+    cosine: dict[int, np.ndarray]  # per stored layer, per record: stored vs recomputed features
     max_abs: float  # largest absolute difference over all checked features
 
+    @property
+    def worst(self) -> tuple[int, int, float]:
+        """(layer, record, cosine) of the least similar record over all layers."""
+        layer = min(self.cosine, key=lambda k: self.cosine[k].min())
+        i = int(self.cosine[layer].argmin())
+        return layer, int(self.records[i]), float(self.cosine[layer][i])
+
     def lines(self) -> list[str]:
+        head = ", ".join(map(str, self.records[:8])) + (" ..." if len(self.records) > 8 else "")
         return [
-            f"records checked  {len(self.records)} ({', '.join(map(str, self.records[:8]))}"
-            + (" ...)" if len(self.records) > 8 else ")"),
-            f"cosine           min {self.cosine.min():.6f}, mean {self.cosine.mean():.6f}",
+            f"records checked  {len(self.records)} ({head})",
+            *(
+                f"cosine layer {layer:<3} min {c.min():.6f}, mean {c.mean():.6f}"
+                for layer, c in self.cosine.items()
+            ),
             f"max abs error    {self.max_abs:.4g}",
         ]
 
@@ -47,30 +57,33 @@ def verify_store(
     """Re-run the store's teacher (or `teacher`) on `recompute` random records and compare."""
     if recompute <= 0:
         raise ConfigError(f"--recompute must be positive, got {recompute}")
-    reader = CacheReader(path)
-    attrs = reader.attrs
+    info = CacheReader(path).attrs.teacher
+    readers = {layer: CacheReader(path, layer=layer) for layer in info.layers}
+    attrs = readers[info.layers[0]].attrs
     dev = resolve_device(device)
     model = load_teacher(
-        teacher or attrs.teacher.name_or_path,
-        dev,
-        resolve_dtype(dtype, dev),
-        attrs.teacher.layer,
-        attrs.teacher.revision,
+        teacher or info.name_or_path, dev, resolve_dtype(dtype, dev), info.layers, info.revision
     )
     rng = np.random.default_rng(seed)
     records = np.sort(
         rng.choice(attrs.n_records, size=min(recompute, attrs.n_records), replace=False)
     )
-    cosines, max_abs = [], 0.0
+    cosines: dict[int, list[np.ndarray]] = {layer: [] for layer in info.layers}
+    max_abs = 0.0
     for lo in range(0, len(records), batch_size):
         ids = records[lo : lo + batch_size]
-        block = reader.take(ids)
-        seq, mask, stored = block.seq, block.mask, block.teacher.astype(np.float32)
+        blocks = {layer: reader.take(ids) for layer, reader in readers.items()}
+        seq, mask = blocks[info.layers[0]].seq, blocks[info.layers[0]].mask
         inputs = masking.teacher_input(tokenize.kmer_ids(seq), mask, tokenize.MASK_ID)
-        out = model.features(inputs)
-        fresh = out[~torch.as_tensor(mask, device=out.device)].float().cpu().numpy()
-        fresh = fresh.reshape(stored.shape)
-        a, b = stored.reshape(len(ids), -1), fresh.reshape(len(ids), -1)
-        cosines.append((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)))
-        max_abs = max(max_abs, float(np.abs(a - b).max()))
-    return VerifyReport(records=records, cosine=np.concatenate(cosines), max_abs=max_abs)
+        visible = torch.as_tensor(~mask, device=model.device)
+        for layer, out in model.features(inputs).items():
+            a = blocks[layer].teacher.astype(np.float32).reshape(len(ids), -1)
+            b = out[visible].float().cpu().numpy().reshape(len(ids), -1)
+            cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+            cosines[layer].append(cos)
+            max_abs = max(max_abs, float(np.abs(a - b).max()))
+    return VerifyReport(
+        records=records,
+        cosine={layer: np.concatenate(c) for layer, c in cosines.items()},
+        max_abs=max_abs,
+    )

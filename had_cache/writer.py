@@ -65,18 +65,30 @@ class StoreWriter:
         return [lo + i for i in np.flatnonzero(~done)]
 
     def write_chunk(
-        self, chunk: int, seq: np.ndarray, mask: np.ndarray, teacher: np.ndarray
+        self, chunk: int, seq: np.ndarray, mask: np.ndarray, teacher: dict[int, np.ndarray]
     ) -> int:
-        """Write one chunk's records, then its done marker; returns the payload bytes."""
+        """Write one chunk's records (features per stored layer), then its done marker.
+
+        Returns the payload bytes.
+        """
         rows = self.attrs.chunk_slice(chunk)
         expected = rows.stop - rows.start
-        if not len(seq) == len(mask) == len(teacher) == expected:
+        if sorted(teacher) != sorted(self.attrs.teacher.layers):
+            raise ValueError(f"chunk {chunk} needs layers {self.attrs.teacher.layers}")
+        if not len(seq) == len(mask) == expected or any(
+            len(f) != expected for f in teacher.values()
+        ):
             raise ValueError(f"chunk {chunk} needs {expected} records, got {len(seq)}")
         self.group[schema.SEQ][rows] = seq
         self.group[schema.MASK][rows] = mask
-        self.group[schema.TEACHER][rows] = teacher.astype(schema.TEACHER_DTYPE, copy=False)
+        size = seq.nbytes + mask.nbytes
+        for layer, feats in teacher.items():
+            self.group[schema.teacher_array(layer)][rows] = feats.astype(
+                schema.TEACHER_DTYPE, copy=False
+            )
+            size += feats.size * schema.TEACHER_DTYPE.itemsize
         self.group[schema.CHUNK_DONE][chunk] = True
-        return seq.nbytes + mask.nbytes + teacher.size * schema.TEACHER_DTYPE.itemsize
+        return size
 
     def finalize(self) -> bool:
         """Mark the store complete if every chunk is done (the last write of an extraction)."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from had_cache.errors import ConfigError, HadError, exit_on_had_error
-from had_train import checkpoint
+from had_train import checkpoint, losses
 from had_train.pretrain import RESUMABLE_OVERRIDES, PretrainConfig, load_run_config, pretrain
 
 RUNS_DIR = Path("runs")
@@ -109,6 +109,19 @@ def _d(name: str) -> object:
     default=_d("align_weight"),
     show_default=True,
     help="λ: weight of the alignment loss against reconstruction (not published; ours).",
+)
+@click.option(
+    "--objective",
+    type=click.Choice(losses.OBJECTIVES),
+    default=_d("objective"),
+    show_default=True,
+    help="had = alignment + reconstruction; mlm = reconstruction only; distill = alignment only (everything else identical, for ablations).",
+)
+@click.option(
+    "--teacher-layer",
+    type=int,
+    default=None,
+    help="Which stored teacher layer to align to (hidden_states index, negative from the end). [default: the deepest layer in the store]",
 )
 @click.option(
     "--seed",

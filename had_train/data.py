@@ -67,8 +67,9 @@ class PretrainBatches:
         batch_size: int,
         seed: int = 0,
         shuffle_chunks: int = 8,
+        teacher_layer: int | None = None,
     ) -> None:
-        self.reader = CacheReader(store)
+        self.reader = CacheReader(store, layer=teacher_layer)
         self.attrs = self.reader.attrs
         if batch_size > self.attrs.n_records:
             raise ConfigError(

@@ -24,8 +24,28 @@ def reconstruction_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Te
     )
 
 
+OBJECTIVES = ("had", "mlm", "distill")
+"""had = alignment + reconstruction; mlm = reconstruction only; distill = alignment only."""
+
+
+def objective_weights(objective: str, align_weight: float) -> tuple[float, float]:
+    """(alignment weight, reconstruction weight) of an objective, for equal-compute ablations."""
+    weights = {"had": (align_weight, 1.0), "mlm": (0.0, 1.0), "distill": (align_weight, 0.0)}
+    if objective not in weights:
+        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    return weights[objective]
+
+
 def had_loss(
     align: torch.Tensor, recon: torch.Tensor, align_weight: float, recon_weight: float = 1.0
 ) -> torch.Tensor:
-    """The HAD objective: weighted sum of alignment and reconstruction (λ = align_weight)."""
-    return align_weight * align + recon_weight * recon
+    """The HAD objective: weighted sum of alignment and reconstruction (λ = align_weight).
+
+    A zero weight drops its term from the graph (both terms are still logged by the trainer).
+    """
+    total = align.new_zeros(())
+    if align_weight:
+        total = total + align_weight * align
+    if recon_weight:
+        total = total + recon_weight * recon
+    return total

@@ -52,6 +52,8 @@ class PretrainConfig:
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     align_weight: float = 1.0
+    objective: str = "had"
+    teacher_layer: int | None = None
     seed: int = 0
     shuffle_chunks: int = 8
     save_every: int = 1000
@@ -85,6 +87,10 @@ def validate(cfg: PretrainConfig) -> None:
         )
     if cfg.lr <= 0 or cfg.align_weight < 0:
         raise ConfigError("--lr must be positive and --align-weight non-negative")
+    if cfg.objective not in losses.OBJECTIVES:
+        raise ConfigError(
+            f"--objective must be one of {', '.join(losses.OBJECTIVES)}, got {cfg.objective!r}"
+        )
 
 
 def load_run_config(run_dir: Path) -> PretrainConfig:
@@ -129,7 +135,10 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
             "continue it or --out for a new run"
         )
     device = resolve_device(cfg.device)
-    data = PretrainBatches(cfg.cache, cfg.batch_size, cfg.seed, cfg.shuffle_chunks)
+    data = PretrainBatches(
+        cfg.cache, cfg.batch_size, cfg.seed, cfg.shuffle_chunks, cfg.teacher_layer
+    )
+    align_w, recon_w = losses.objective_weights(cfg.objective, cfg.align_weight)
     model = build_model(cfg, data.attrs.hidden_size)
     if model.config.group_size * data.attrs.n_tokens != data.attrs.window_bp:
         raise ConfigError(
@@ -164,7 +173,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
             f"{m}={b}" for m, b in mixer_backends(device).items() if m in model.config.mixers
         )
         + f" device={device}; "
-        f"store {data.attrs.n_records:,} records, teacher width {data.attrs.hidden_size}; "
+        f"store {data.attrs.n_records:,} records, teacher layer {data.reader.layer} "
+        f"width {data.attrs.hidden_size}; objective {cfg.objective}; "
         f"steps {start}->{cfg.steps}"
     )
     log_fh, log = _open_loss_log(run_dir, start)
@@ -189,7 +199,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
                 recon = losses.reconstruction_loss(
                     out.recon_logits, model.reconstruction_targets(part.seq, part.group_mask)
                 )
-                loss = losses.had_loss(align, recon, cfg.align_weight)
+                loss = losses.had_loss(align, recon, align_w, recon_w)
                 if not torch.isfinite(loss):
                     raise HadError(
                         f"non-finite loss at step {step} (align {align.item()}, recon "

@@ -1,11 +1,11 @@
 """Train the small NT-style demo teacher that ships in `had_cache/assets/demo_teacher/`.
 
 Why: the Hugging Face Hub is unreachable on a fresh machine, so the pipeline's default teacher
-must live in the repository (design.md section 4). It is a stock transformers `EsmForMaskedLM`
-with NTv2's exact 6-mer vocabulary (4,107 ids, `<cls>` prepended, no `<eos>`), rotary positions
-and `token_dropout=False`, saved in the same HF folder layout as NTv2, so the extraction code
-that loads it is the code that loads NTv2-500M. It differs from NTv2 in size and in its FFN (the
-stock ESM GELU FFN, not NTv2's gated one).
+must live in the repository (design.md section 4). It is the NT v2 architecture of
+`had_cache.ntv2` (ESM pre-LN encoder, rotary positions, gated SiLU feed-forward without biases,
+untied output layer, `token_dropout=False`) at the `demo` shape, with NTv2's exact 6-mer
+vocabulary (4,107 ids, `<cls>` prepended, no `<eos>`), saved in NTv2's folder layout with its
+remote code, so the extraction code that loads it is the code that loads NTv2-500M.
 
 Data: random 1,020-bp N-free windows (170 6-mer tokens + `<cls>`) of the demo slice
 (`had_cache/assets/chrX_demo.fa.gz`, made by `scripts/make_demo_slice.py`), excluding the
@@ -45,26 +45,20 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import (
-    AutoModelForMaskedLM,
-    AutoTokenizer,
-    EsmConfig,
-    EsmForMaskedLM,
-    EsmTokenizer,
-)
+from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from had_cache import dna, masking  # noqa: E402
+from had_cache import dna, masking, ntv2  # noqa: E402
+from had_cache.ntv2.modeling_esm import EsmForMaskedLM  # noqa: E402
 from had_cache.tokenize import (  # noqa: E402
     CLS_ID,
     MASK_ID,
-    PAD_ID,
     VOCAB,
     kmer_ids,
+    save_tokenizer,
     tokenize,
-    vocab_file_text,
 )
 
 DEFAULT_SLICE = ROOT / "had_cache" / "assets" / "chrX_demo.fa.gz"
@@ -75,7 +69,6 @@ DEFAULT_INDEPENDENT_REGION = "40000001-41000000"
 WINDOW_BP = 1020
 MASK_RATIO = 0.15
 HELD_OUT_FRACTION = 0.10
-MAX_TOKENS = 2048  # NTv2's limit on input length, <cls> included
 
 
 @dataclass(frozen=True)
@@ -129,36 +122,15 @@ def with_cls(token_ids: np.ndarray) -> torch.Tensor:
 
 
 def build_model(args: argparse.Namespace) -> EsmForMaskedLM:
-    """A stock ESM masked LM with NTv2's vocabulary and conventions, sized for a CPU."""
-    config = EsmConfig(
-        vocab_size=len(VOCAB),
-        pad_token_id=PAD_ID,
-        mask_token_id=MASK_ID,
-        eos_token_id=None,  # NT appends no <eos>; the default would point at id 2, <mask>
-        bos_token_id=None,
+    """NTv2's architecture and conventions (`had_cache.ntv2`), sized for a CPU."""
+    config = ntv2.ntv2_config(
+        "demo",
         hidden_size=args.hidden,
         num_hidden_layers=args.layers,
         num_attention_heads=args.heads,
         intermediate_size=args.intermediate,
-        max_position_embeddings=MAX_TOKENS + 2,
-        position_embedding_type="rotary",
-        token_dropout=False,
-        emb_layer_norm_before=False,
-        tie_word_embeddings=True,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
     )
-    return EsmForMaskedLM(config)
-
-
-def make_tokenizer(folder: Path) -> EsmTokenizer:
-    """Stock EsmTokenizer over NT's vocabulary, no `<eos>` (NT prepends `<cls>` only)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    vocab = folder / "vocab.txt"
-    vocab.write_text(vocab_file_text())
-    tok = EsmTokenizer(str(vocab), eos_token=None, model_max_length=MAX_TOKENS)
-    tok.save_pretrained(str(folder))
-    return tok
+    return ntv2.build_teacher(config, seed=args.seed)
 
 
 def check_tokenizer(folder: Path, seed: int, n: int = 400) -> dict[str, object]:
@@ -259,21 +231,19 @@ def evaluate(
 
 
 def save_and_reload(model: EsmForMaskedLM, folder: Path) -> tuple[EsmForMaskedLM, dict[str, list]]:
-    """Save float16 safetensors, reload as float32, and refuse any missing or new weight.
+    """Save float16 weights in NTv2's folder layout, reload as float32, refuse any weight change.
 
     Why: a checkpoint that loads with newly initialised weights runs and yields garbage
-    (design.md section 7), so the shipped folder is proven loadable by the stock API here.
+    (design.md section 7), so the shipped folder is proven loadable the way NTv2 is loaded:
+    `AutoModelForMaskedLM` with `trust_remote_code=True`.
     """
-    copy.deepcopy(model).to(torch.float16).save_pretrained(str(folder))
+    ntv2.save_teacher_folder(copy.deepcopy(model).to(torch.float16), folder)
     loaded, info = AutoModelForMaskedLM.from_pretrained(
-        str(folder), dtype=torch.float32, output_loading_info=True
+        str(folder), dtype=torch.float32, output_loading_info=True, trust_remote_code=True
     )
     bad = {k: list(v) for k, v in info.items() if v}
     if bad:
         raise SystemExit(f"reloading {folder} was not clean: {bad}")
-    emb = loaded.esm.embeddings.word_embeddings.weight
-    if loaded.lm_head.decoder.weight.data_ptr() != emb.data_ptr():
-        raise SystemExit("reloaded model does not tie its output and input embeddings")
     for name, ref in model.state_dict().items():
         got = loaded.state_dict()[name]
         if not torch.equal(got, ref.to(torch.float16).to(torch.float32)):
@@ -291,21 +261,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--independent-region", default=DEFAULT_INDEPENDENT_REGION, help="1-based, inclusive"
     )
-    p.add_argument("--minutes", type=float, default=25.0, help="wall-time budget for training")
+    p.add_argument("--minutes", type=float, default=75.0, help="wall-time budget for training")
     p.add_argument("--max-steps", type=int, default=0, help="if > 0, schedule and stop by steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-seed", type=int, default=1234, help="mask seed of the evaluations")
     p.add_argument("--eval-windows", type=int, default=1000)
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=float, default=0.05, help="fraction of the budget")
     p.add_argument("--lr-floor", type=float, default=0.1, help="final lr as a share of peak")
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--intermediate", type=int, default=1024)
+    shape = ntv2.SHAPES["demo"]
+    p.add_argument("--hidden", type=int, default=shape["hidden_size"])
+    p.add_argument("--layers", type=int, default=shape["num_hidden_layers"])
+    p.add_argument("--heads", type=int, default=shape["num_attention_heads"])
+    p.add_argument("--intermediate", type=int, default=shape["intermediate_size"])
     p.add_argument("--threads", type=int, default=2)
     return p.parse_args(argv)
 
@@ -321,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
 
     tmp = args.out.with_name(args.out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    make_tokenizer(tmp)
+    save_tokenizer(tmp)
     tok_report = check_tokenizer(tmp, args.seed)
     print(f"tokenizer ok on {tok_report['random_sequences_checked']} random sequences", flush=True)
 
@@ -412,18 +383,9 @@ def main(argv: list[str] | None = None) -> None:
         print("independent:", results["independent"], flush=True)
 
     summary = {
-        "what": "demo NT-style teacher: stock EsmForMaskedLM, NTv2 6-mer vocabulary",
+        "what": "demo teacher: NT v2 architecture (had_cache.ntv2), NTv2 6-mer vocabulary",
         "parameters": n_params,
-        "config": {
-            "hidden_size": args.hidden,
-            "num_hidden_layers": args.layers,
-            "num_attention_heads": args.heads,
-            "intermediate_size": args.intermediate,
-            "vocab_size": len(VOCAB),
-            "position_embedding_type": "rotary",
-            "token_dropout": False,
-            "tie_word_embeddings": True,
-        },
+        "config": {k: getattr(model.config, k) for k in ntv2.NTV2_500M},
         "steps": step,
         "batch": args.batch,
         "window_bp": WINDOW_BP,

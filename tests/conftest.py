@@ -1,4 +1,4 @@
-"""Shared fixtures: real DNA from the repo's embedded slice and a tiny random NT-style teacher."""
+"""Shared fixtures: real DNA from the repo's embedded slice and a tiny random NT v2 teacher."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import gzip
 from pathlib import Path
 
 import pytest
-
-from had_cache import tokenize
 
 DEMO_FASTA = Path(__file__).parent.parent / "had_cache" / "assets" / "chrX_demo.fa.gz"
 
@@ -20,30 +18,11 @@ def real_dna(n_bases: int, offset: int = 2_000_000) -> str:
     return text[offset : offset + n_bases].upper()
 
 
-def make_tiny_teacher(
-    folder: Path, hidden: int = 32, layers: int = 2, seed: int = 0, token_dropout: bool = False
-) -> Path:
-    """A randomly initialised ESM masked LM with the NT 6-mer tokenizer (unit tests only)."""
-    import torch
-    from transformers import EsmConfig, EsmForMaskedLM
+def make_tiny_teacher(folder: Path, seed: int = 0, token_dropout: bool = False) -> Path:
+    """A random NT v2-architecture teacher at the `tiny` shape, saved like the real checkpoint."""
+    from had_cache import ntv2
 
-    torch.manual_seed(seed)
-    config = EsmConfig(
-        vocab_size=len(tokenize.VOCAB),
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=2,
-        intermediate_size=2 * hidden,
-        max_position_embeddings=2050,
-        position_embedding_type="rotary",
-        pad_token_id=tokenize.PAD_ID,
-        mask_token_id=tokenize.MASK_ID,
-        token_dropout=token_dropout,
-        emb_layer_norm_before=False,
-    )
-    EsmForMaskedLM(config).save_pretrained(folder)
-    tokenize.save_tokenizer(str(folder))
-    return folder
+    return ntv2.make_random_teacher(folder, "tiny", seed=seed, token_dropout=token_dropout)
 
 
 @pytest.fixture(scope="session")

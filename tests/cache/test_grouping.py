@@ -86,13 +86,11 @@ def test_reverse_complement_round_trip() -> None:
     assert np.array_equal(dna.reverse_complement(dna.reverse_complement(codes)), codes)
 
 
-def test_our_ids_and_offsets_equal_the_hf_tokenizer_on_random_sequences() -> None:
-    """Thousands of random sequences with N runs and odd lengths, against the stock tokenizer."""
+def test_our_ids_and_offsets_equal_the_hf_tokenizer_on_random_sequences(tiny_teacher) -> None:
+    """Thousands of random sequences with N runs and odd lengths, against the NT tokenizer files."""
     from transformers import AutoTokenizer
 
-    from had_cache.teacher import DEMO_TEACHER_DIR
-
-    hf = AutoTokenizer.from_pretrained(DEMO_TEACHER_DIR)
+    hf = AutoTokenizer.from_pretrained(tiny_teacher)
     rng = np.random.default_rng(0)
     for _ in range(2000):
         length = int(rng.integers(1, 80))

@@ -12,7 +12,7 @@ import torch
 import zarr
 
 from had_cache import dna, masking, schema, tokenize, windows
-from had_cache.errors import FastaError, StoreError, TeacherError
+from had_cache.errors import ConfigError, FastaError, StoreError, TeacherError
 from had_cache.extract import ExtractConfig, extract
 from had_cache.reader import CacheReader
 from had_cache.teacher import load_teacher
@@ -36,7 +36,8 @@ def test_store_round_trip(store: Path, small_fasta: Path, tiny_teacher: Path) ->
     # chrA: 6000 bp -> 10 windows; chrB: 3000 bp -> 5 windows, one of which holds the N run.
     assert (a.n_records, a.skipped_n_windows) == (14, 1)
     assert (a.window_bp, a.n_tokens, a.n_masked, a.hidden_size) == (600, 100, 15, 32)
-    assert a.teacher.layer == -1 and a.teacher.token_dropout is False
+    # -1 is stored as its non-negative hidden_states index: 2 layers -> index 2.
+    assert a.teacher.layers == [2] and a.teacher.token_dropout is False
     contigs, contig, start, strand = reader.locations()
     assert contigs == ["chrA", "chrB"] and (strand == 1).all()
     assert start[contig == 1].tolist() == [0, 1200, 1800, 2400]  # 600-1200 holds the N run
@@ -54,7 +55,7 @@ def test_store_round_trip(store: Path, small_fasta: Path, tiny_teacher: Path) ->
     ids = masking.teacher_input(
         tokenize.kmer_ids(records.seq[:3]), records.mask[:3], tokenize.MASK_ID
     )
-    full = teacher.features(ids).numpy()
+    full = teacher.features(ids)[2].numpy()
     for r in range(3):
         visible = full[r][~records.mask[r]]
         np.testing.assert_allclose(
@@ -70,7 +71,7 @@ def test_rerun_resumes_only_missing_chunks(
     before = CacheReader(copy).read(slice(0, 14))
     group = zarr.open_group(str(copy), mode="r+")
     group[schema.CHUNK_DONE][1] = False  # as if killed while writing chunk 1 ...
-    group[schema.TEACHER][4:8] = 0  # ... which left garbage behind
+    group[schema.teacher_array(2)][4:8] = 0  # ... which left garbage behind
     attrs = dict(group.attrs[schema.ATTRS_KEY]) | {"complete": False}
     group.attrs[schema.ATTRS_KEY] = attrs
     with pytest.raises(StoreError, match="incomplete"):
@@ -129,6 +130,14 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path, small_fasta: Path) -> No
         CacheReader(tmp_path / "nope.zarr")
 
 
+def test_windows_longer_than_the_teacher_reads_are_refused(
+    tmp_path: Path, small_fasta: Path, tiny_teacher: Path
+) -> None:
+    """NTv2 reads 2,048 tokens with <cls>: 2,047 6-mers fit, 2,048 do not."""
+    with pytest.raises(ConfigError, match="2049 teacher tokens.*maximum of 2048"):
+        _extract(small_fasta, tiny_teacher, tmp_path / "long.zarr", window_bp=6 * 2048)
+
+
 def test_verify_recomputes_features_and_catches_another_teacher(
     store: Path, tmp_path: Path
 ) -> None:
@@ -164,3 +173,37 @@ def test_token_dropout_is_recorded_and_changes_masked_input_features(
         assert reader.attrs.teacher.token_dropout is on
         feats[on] = reader.read(slice(0, 4)).teacher.astype(np.float32)
     assert not np.allclose(feats[False], feats[True], atol=1e-3)
+
+
+def test_several_layers_one_array_each_and_readers_pick_one(
+    small_fasta: Path, tiny_teacher: Path, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from had_cache.cli import main as had_cache
+    from had_train.data import PretrainBatches
+
+    out = tmp_path / "layers.zarr"
+    _extract(small_fasta, tiny_teacher, out, window_bp=120, max_windows=6, layers=(0, -1))
+    group = zarr.open_group(str(out), mode="r")
+    assert {schema.teacher_array(0), schema.teacher_array(2)} <= set(group.array_keys())
+    deepest, embeddings = CacheReader(out), CacheReader(out, layer=0)
+    assert (deepest.layer, embeddings.layer, CacheReader(out, layer=-1).layer) == (2, 0, 2)
+
+    records = embeddings.read(slice(0, 6))
+    teacher = load_teacher(str(tiny_teacher), torch.device("cpu"), torch.float32, layers=(0,))
+    ids = masking.teacher_input(tokenize.kmer_ids(records.seq), records.mask, tokenize.MASK_ID)
+    visible = teacher.features(ids)[0].numpy()[~records.mask].reshape(records.teacher.shape)
+    np.testing.assert_allclose(records.teacher.astype(np.float32), visible, atol=2e-3, rtol=2e-3)
+    assert not np.allclose(records.teacher, deepest.read(slice(0, 6)).teacher, atol=1e-2)
+
+    with pytest.raises(StoreError, match="holds teacher layers 0, 2, not layer 1"):
+        CacheReader(out, layer=1)
+    batch = PretrainBatches(out, batch_size=2, teacher_layer=0).batch(0)
+    row = int(batch.record[0])
+    np.testing.assert_array_equal(batch.teacher[0].numpy(), records.teacher[row].astype(np.float32))
+
+    both = CliRunner().invoke(
+        had_cache, ["extract", "--fasta", str(small_fasta), "--layer", "0", "--layers", "0,1"]
+    )
+    assert both.exit_code == 2 and "not both" in both.output

@@ -1,0 +1,122 @@
+"""The teacher as users load it: NT v2 architecture, remote code, tokenizer, layers, refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoTokenizer
+
+from had_cache import dna, ntv2, tokenize
+from had_cache.errors import ConfigError, TeacherError
+from had_cache.ntv2.modeling_esm import EsmForMaskedLM
+from had_cache.teacher import load_teacher
+from tests.conftest import real_dna
+
+CPU = torch.device("cpu")
+
+
+def test_ntv2_500m_shape_is_the_published_architecture() -> None:
+    """Built on the meta device: the published config, gated bias-free FFN, untied output."""
+    config = ntv2.ntv2_config("ntv2-500m")
+    with torch.device("meta"):
+        model = EsmForMaskedLM(config)
+    shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
+    assert len(model.esm.encoder.layer) == 29
+    assert shapes["esm.embeddings.word_embeddings.weight"] == (4107, 1024)
+    assert shapes["esm.encoder.layer.28.intermediate.dense.weight"] == (2 * 4096, 1024)
+    assert shapes["esm.encoder.layer.28.output.dense.weight"] == (1024, 4096)
+    assert "esm.encoder.layer.0.intermediate.dense.bias" not in shapes
+    assert "esm.encoder.layer.0.output.dense.bias" not in shapes
+    assert shapes["lm_head.decoder.weight"] == (4107, 1024)
+    assert model.lm_head.decoder.weight is not model.esm.embeddings.word_embeddings.weight
+    assert config.position_embedding_type == "rotary" and config.token_dropout is False
+    assert config.max_position_embeddings - 2 == tokenize.MAX_TOKENS
+    assert sum(p.numel() for p in model.parameters()) == 496_246_236
+
+
+def test_gated_feed_forward_is_silu_gate_times_value() -> None:
+    torch.manual_seed(0)
+    model = ntv2.build_teacher(ntv2.ntv2_config("tiny"))
+    layer = model.esm.encoder.layer[0]
+    x = torch.randn(3, 5, 32)
+    w = layer.intermediate.dense.weight
+    gate, value = x @ w[:64].T, x @ w[64:].T
+    expected = torch.nn.functional.silu(gate) * value
+    torch.testing.assert_close(layer.intermediate(x), expected)
+
+
+def test_folder_loads_through_its_remote_code_like_ntv2(tiny_teacher: Path) -> None:
+    config = json.loads((tiny_teacher / "config.json").read_text())
+    assert config["auto_map"]["AutoModelForMaskedLM"] == "modeling_esm.EsmForMaskedLM"
+    assert (tiny_teacher / "modeling_esm.py").exists() and (tiny_teacher / "esm_config.py").exists()
+    teacher = load_teacher(str(tiny_teacher), CPU, torch.float32)
+    # transformers imported the folder's copy of the code, not our package.
+    assert type(teacher.model).__module__.startswith("transformers_modules")
+    assert not teacher.model.training
+    ours = EsmForMaskedLM.from_pretrained(tiny_teacher, dtype=torch.float32).eval()
+    ids = tokenize.kmer_ids(np.array([[0, 1, 2, 3, 1, 0] * 20]))
+    inputs = torch.cat([torch.tensor([[tokenize.CLS_ID]]), torch.as_tensor(ids)], dim=1)
+    with torch.no_grad():
+        want = ours.esm(input_ids=inputs).last_hidden_state[:, 1:]
+    torch.testing.assert_close(teacher.features(ids)[2], want)
+
+
+def test_hidden_states_index_rule() -> None:
+    """-1 is the final layer after the final layer norm (= last_hidden_state); 0 the embeddings."""
+    model = ntv2.build_teacher(ntv2.ntv2_config("tiny")).eval()
+    ids = torch.tensor([[tokenize.CLS_ID, 10, 11, 12, 13]])
+    with torch.no_grad():
+        out = model.esm(input_ids=ids, output_hidden_states=True)
+    assert len(out.hidden_states) == 3
+    torch.testing.assert_close(out.hidden_states[-1], out.last_hidden_state)
+    # After the final layer norm (weight 1, bias 0 at init): zero mean, unit variance per token.
+    last = out.hidden_states[-1]
+    torch.testing.assert_close(last.mean(-1), torch.zeros(1, 5), atol=1e-5, rtol=0)
+    torch.testing.assert_close(last.var(-1, unbiased=False), torch.ones(1, 5), atol=1e-3, rtol=0)
+    torch.testing.assert_close(
+        out.hidden_states[0], model.esm.embeddings.word_embeddings(ids), rtol=0, atol=0
+    )
+
+
+def test_without_remote_code_the_gated_weights_would_be_new_so_loading_refuses(
+    tiny_teacher: Path,
+) -> None:
+    with pytest.raises(TeacherError, match="newly initialised.*trust-remote-code"):
+        load_teacher(str(tiny_teacher), CPU, torch.float32, trust_remote_code=False)
+
+
+def test_checkpoint_missing_an_encoder_weight_is_refused(
+    tiny_teacher: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    for f in tiny_teacher.iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    weights = load_file(folder / "model.safetensors")
+    del weights["esm.encoder.layer.1.attention.self.query.weight"]
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(TeacherError, match="layer.1.attention.self.query.weight"):
+        load_teacher(str(folder), CPU, torch.float32)
+
+
+def test_tokenizer_files_follow_nt(tiny_teacher: Path) -> None:
+    tok = AutoTokenizer.from_pretrained(tiny_teacher)
+    assert type(tok).__name__ == "EsmTokenizer" and tok.model_max_length == 2048
+    assert len(tok) == 4107 and tok.eos_token is None
+    ids = tok("ACGTACGTA")["input_ids"]  # <cls>, one 6-mer, then the tail as single letters
+    assert tok.convert_ids_to_tokens(ids) == ["<cls>", "ACGTAC", "G", "T", "A"]
+
+
+def test_several_layers_are_taken_from_one_pass(tiny_teacher: Path) -> None:
+    teacher = load_teacher(str(tiny_teacher), CPU, torch.float32, layers=(0, -1, 2))
+    assert teacher.info.layers == [0, 2]  # -1 and 2 are the same hidden state
+    ids = tokenize.kmer_ids(dna.encode(real_dna(120)))[None]
+    feats = teacher.features(ids)
+    assert set(feats) == {0, 2} and not torch.allclose(feats[0], feats[2])
+    with pytest.raises(ConfigError, match="out of range"):
+        load_teacher(str(tiny_teacher), CPU, torch.float32, layers=(3,))
