@@ -15,12 +15,10 @@ from had_cache.extract import ExtractConfig, extract
 from had_cache.reader import CacheReader
 from had_cache.verify import verify_store
 
-DEMO_FASTA = Path(__file__).parent / "assets" / "chrX_demo.fa.gz"
-
 
 def fasta_path(name: str | Path) -> Path:
     """`demo` names the embedded chrX slice; anything else is a path."""
-    return DEMO_FASTA if str(name) == "demo" else Path(name)
+    return windows.DEMO_FASTA if str(name) == "demo" else Path(name)
 
 
 def default_store_path(fasta: Path) -> Path:
@@ -133,6 +131,13 @@ def main() -> None:
     default=True,
     show_default=True,
     help="Allow the checkpoint's own modeling code (NT v2 checkpoints need it).",
+)
+@click.option(
+    "--min-teacher-accuracy",
+    type=float,
+    default=0.003,
+    show_default=True,
+    help="Teacher gate floor: masked-6-mer accuracy on held-out human DNA below which extraction refuses the teacher (random weights score ~0.0002). 0 skips the floor.",
 )
 @click.option(
     "--overwrite", is_flag=True, help="Replace an existing store at --out instead of resuming it."

@@ -17,9 +17,10 @@ import torch
 from tqdm.auto import tqdm
 
 import had_cache
-from had_cache import dna, masking, schema, tokenize, windows
+from had_cache import dna, gate, masking, schema, tokenize, windows
 from had_cache import teacher as teacher_mod
 from had_cache.errors import ConfigError
+from had_cache.provenance import provenance
 from had_cache.runtime import resolve_device
 from had_cache.writer import StoreWriter
 
@@ -44,6 +45,7 @@ class ExtractConfig:
     chunk_records: int | None = None
     revision: str | None = None
     trust_remote_code: bool = True
+    min_teacher_accuracy: float = gate.DEFAULT_MIN_ACCURACY
     overwrite: bool = False
     progress: bool = True
 
@@ -97,6 +99,13 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
         cfg.revision,
         cfg.trust_remote_code,
     )
+    report = gate.check_teacher(teacher, cfg.min_teacher_accuracy)
+    if cfg.progress:
+        tqdm.write(
+            f"teacher gate: masked-6-mer accuracy {report.accuracy:.2%} on held-out human DNA "
+            f"(floor {report.min_accuracy:.2%}, commonest-6-mer guess "
+            f"{report.baseline_accuracy:.2%}); two passes agree to {report.two_pass_max_rel_diff:.1g}"
+        )
     if n_tokens + 1 > teacher.max_tokens:
         raise ConfigError(
             f"--window-bp {cfg.window_bp} needs {n_tokens + 1} teacher tokens with <cls>, more "
@@ -106,6 +115,7 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
         fasta, cfg.window_bp, cfg.contigs, cfg.strands, cfg.max_windows, cfg.progress
     )
     n_visible = n_tokens - n_masked
+    fasta_sha256 = windows.file_sha256(Path(cfg.fasta))
     attrs = schema.StoreAttrs(
         k=dna.K,
         window_bp=cfg.window_bp,
@@ -124,9 +134,17 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
         fasta=schema.FastaInfo(
             path=str(Path(cfg.fasta).resolve()),
             size=Path(cfg.fasta).stat().st_size,
-            sha256=windows.file_sha256(Path(cfg.fasta)),
+            sha256=fasta_sha256,
         ),
         had_version=had_cache.__version__,
+        teacher_gate=report.to_json(),
+        provenance=provenance(
+            seeds={"mask_seed": cfg.seed},
+            inputs={
+                "fasta_sha256": fasta_sha256,
+                "teacher_weights_sha256": teacher.info.weights_sha256,
+            },
+        ),
     )
     writer = StoreWriter.open_or_create(cfg.out, attrs, table, overwrite=cfg.overwrite)
     pending = writer.pending_chunks()

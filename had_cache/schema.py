@@ -11,6 +11,8 @@ writing chunks equal to the fill value).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,6 +107,8 @@ class StoreAttrs:
     schema_version: int = SCHEMA_VERSION
     format: str = FORMAT_NAME
     complete: bool = False
+    teacher_gate: dict[str, Any] | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -142,13 +146,21 @@ class StoreAttrs:
         fields["fasta"] = FastaInfo(**fields["fasta"])
         return cls(**fields)
 
+    def extraction(self) -> dict[str, Any]:
+        """The attributes that define the extracted data (not how or when it was written)."""
+        data = self.to_json()
+        for volatile in ("complete", "had_version", "teacher_gate", "provenance", "extra"):
+            data.pop(volatile)
+        return data
+
     def same_extraction(self, other: StoreAttrs) -> bool:
         """True if both describe the same extraction (what a resumed run must not change)."""
-        mine, theirs = self.to_json(), other.to_json()
-        for volatile in ("complete", "had_version", "extra"):
-            mine.pop(volatile)
-            theirs.pop(volatile)
-        return mine == theirs
+        return self.extraction() == other.extraction()
+
+    def fingerprint(self) -> str:
+        """sha256 of the defining attributes: the FASTA and teacher checksums, windows, masks."""
+        text = json.dumps(self.extraction(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
 
 
 def array_specs(attrs: StoreAttrs) -> dict[str, tuple[tuple[int, ...], np.dtype, tuple[int, ...]]]:

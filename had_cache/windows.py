@@ -24,6 +24,8 @@ import pyfaidx
 from had_cache import dna
 from had_cache.errors import ConfigError, FastaError
 
+DEMO_FASTA = Path(__file__).parent / "assets" / "chrX_demo.fa.gz"
+"""GRCh37 chrX:15,000,001-24,500,000, shipped so `--fasta demo` and the teacher gate work offline."""
 PRIMARY_CONTIG = re.compile(r"^(chr)?([0-9]+|X|Y)$")
 STRAND_CHOICES = ("forward", "both")
 

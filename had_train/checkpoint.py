@@ -7,6 +7,7 @@ complete checkpoints beyond `keep` are purged.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -69,6 +70,15 @@ def save_checkpoint(
 
 def load_trainer_state(checkpoint: Path) -> dict[str, Any]:
     return json.loads((Path(checkpoint) / TRAINER_STATE).read_text())
+
+
+def weights_sha256(checkpoint: Path) -> str:
+    """sha256 of a checkpoint's weight file(s), in name order."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(checkpoint).glob("*.safetensors")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def resolve_model_dir(path: Path) -> Path:

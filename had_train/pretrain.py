@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from had_cache.errors import ConfigError, HadError
+from had_cache.provenance import provenance
 from had_cache.runtime import resolve_device
 from had_train import checkpoint, losses
 from had_train.data import PretrainBatches
@@ -29,6 +30,7 @@ from had_train.schedule import warmup_cosine
 
 CONFIG_FILE = "pretrain_config.json"
 LOSSES_FILE = "losses.csv"
+PROVENANCE_FILE = "provenance.json"
 LOSS_COLUMNS = ("step", "loss", "align", "recon", "lr", "grad_norm", "seconds")
 
 
@@ -166,6 +168,12 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_json(), indent=2))
     (run_dir / "store.json").write_text(json.dumps(data.attrs.to_json(), indent=2))
+    # One record per start (a resumed run appends), so every command that shaped it is kept.
+    starts = json.loads(prov.read_text()) if (prov := run_dir / PROVENANCE_FILE).exists() else []
+    record = provenance(
+        seeds={"seed": cfg.seed}, inputs={"store_fingerprint": data.attrs.fingerprint()}
+    )
+    prov.write_text(json.dumps([*starts, record | {"start_step": start}], indent=2))
 
     tqdm.write(
         f"student: {count_parameters(model.had):,} encoder parameters ({cfg.preset}); "

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from had_cache import masking
@@ -37,6 +38,8 @@ def test_extract_pretrain_eval(
                 "120",
                 "--max-windows",
                 "24",
+                "--min-teacher-accuracy",
+                "0",
             ],
         )
     )
@@ -79,6 +82,7 @@ def test_extract_pretrain_eval(
     results = json.loads((run / "eval-task" / "results.json").read_text())
     assert results["class_names"] == ["no", "yes"]
     assert (run / "eval-task" / "tsne.png").stat().st_size > 1000
+    assert_reproducible(store, run, results)
 
 
 @pytest.mark.parametrize(
@@ -94,6 +98,11 @@ def test_extract_pretrain_eval(
             had_cache,
             ["extract", "--fasta", "SMALL", "--teacher", "TEACHER", "--window-bp", "100"],
             "multiple of 6",
+        ),
+        (
+            had_cache,
+            ["extract", "--fasta", "SMALL", "--teacher", "TEACHER", "--max-windows", "2"],
+            "Pass --min-teacher-accuracy 0 to extract anyway",
         ),
         (had_train, ["pretrain", "--cache", "missing.zarr"], "store not found"),
         (had_train, ["eval", "--checkpoint", "nowhere"], "checkpoint not found"),
@@ -160,3 +169,26 @@ def test_doctor_names_versions_and_mixer_implementations() -> None:
     assert "torch" in lines and "transformers" in lines and "zarr" in lines
     assert lines["mixer gdn"].split()[2] == "torch-chunked"  # no CUDA here: the PyTorch op
     assert lines["mixer attention"].split()[2] == "sdpa"
+
+
+def assert_reproducible(store: Path, run: Path, results: dict) -> None:
+    """Store, run and results each name the code, versions, seeds and input checksums."""
+    from had_cache.reader import CacheReader
+    from had_train.checkpoint import weights_sha256
+    from had_train.eval.tasks import load_task
+
+    attrs = CacheReader(store).attrs
+    records = [attrs.provenance, *json.loads((run / "provenance.json").read_text())]
+    records.append(results["provenance"])
+    for record in records:
+        assert len(record["git"]["commit"]) == 40 and record["command"]
+        assert record["versions"]["torch"] == torch.__version__ and record["versions"]["zarr"]
+    store_record, run_record, eval_record = records
+    assert store_record["inputs"]["fasta_sha256"] == attrs.fasta.sha256
+    assert store_record["seeds"] == {"mask_seed": 0}
+    assert attrs.teacher_gate["masked_tokens"] == 96 * 26
+    assert run_record["inputs"]["store_fingerprint"] == attrs.fingerprint()
+    assert run_record["seeds"] == {"seed": 0} and run_record["start_step"] == 0
+    assert eval_record["inputs"]["task_sha256"] == load_task("task.csv").fingerprint()
+    checkpoint = run / "step-0000003"
+    assert eval_record["inputs"]["checkpoint_weights_sha256"] == weights_sha256(checkpoint)

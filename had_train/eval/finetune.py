@@ -26,8 +26,9 @@ from tqdm.auto import tqdm
 
 from had_cache import dna
 from had_cache.errors import ConfigError, HadError
+from had_cache.provenance import provenance
 from had_cache.runtime import resolve_device
-from had_train.checkpoint import resolve_model_dir
+from had_train.checkpoint import resolve_model_dir, weights_sha256
 from had_train.eval.metrics import classification_metrics, summarize
 from had_train.eval.report import plot_tsne
 from had_train.eval.tasks import LabelledSet, load_task
@@ -383,7 +384,16 @@ def evaluate(
         "folds": folds,
         "summary": summarize(folds),
         "tsne": tsne_path.name if tsne_path else None,
-        "versions": {"torch": torch.__version__},
+        "provenance": provenance(
+            seeds={
+                "seed": cfg.seed,
+                "fold_seeds": [cfg.seed * 1000 + f for f in range(len(folds))],
+            },
+            inputs={
+                "task_sha256": data.fingerprint(),
+                "checkpoint_weights_sha256": weights_sha256(checkpoint) if checkpoint else None,
+            },
+        ),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_json_atomic(out_dir / RESULTS_FILE, results)

@@ -7,6 +7,7 @@ names, so the same file gives the same ids on every machine, whatever the row or
 from __future__ import annotations
 
 import csv
+import hashlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -55,6 +56,13 @@ class LabelledSet:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def fingerprint(self) -> str:
+        """sha256 of the (sequence, class name) pairs in order: the data, wherever the file is."""
+        digest = hashlib.sha256()
+        for seq, label in zip(self.sequences, self.labels, strict=True):
+            digest.update(f"{seq}\t{self.class_names[label]}\n".encode())
+        return digest.hexdigest()
 
     def class_counts(self) -> dict[str, int]:
         """Examples per class, in class-id order (for reports and split checks)."""

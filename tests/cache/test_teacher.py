@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer
 
-from had_cache import dna, ntv2, tokenize
+from had_cache import dna, gate, ntv2, tokenize
 from had_cache.errors import ConfigError, TeacherError
 from had_cache.ntv2.modeling_esm import EsmForMaskedLM
 from had_cache.teacher import load_teacher
@@ -120,3 +120,23 @@ def test_several_layers_are_taken_from_one_pass(tiny_teacher: Path) -> None:
     assert set(feats) == {0, 2} and not torch.allclose(feats[0], feats[2])
     with pytest.raises(ConfigError, match="out of range"):
         load_teacher(str(tiny_teacher), CPU, torch.float32, layers=(3,))
+
+
+def test_gate_passes_the_demo_teacher_and_refuses_random_weights(tiny_teacher: Path) -> None:
+    report = gate.check_teacher(load_teacher("demo", CPU, torch.float32))
+    assert report.eval_mode and report.two_pass_max_rel_diff == 0.0
+    assert report.masked_tokens == 96 * 26
+    assert report.accuracy >= gate.DEFAULT_MIN_ACCURACY
+    with pytest.raises(TeacherError, match="predicts 0.*% of masked 6-mers"):
+        gate.check_teacher(load_teacher(str(tiny_teacher), CPU, torch.float32))
+    assert gate.check_teacher(load_teacher(str(tiny_teacher), CPU, torch.float32), 0.0)
+
+
+def test_gate_refuses_a_teacher_whose_passes_disagree(tiny_teacher: Path) -> None:
+    teacher = load_teacher(str(tiny_teacher), CPU, torch.float32)
+    head = teacher.model.lm_head
+    noisy = torch.nn.Sequential(head, torch.nn.Dropout(0.5)).eval()
+    noisy[1].train()  # one random layer left on, as a half-converted checkpoint might have
+    teacher.model.lm_head = noisy
+    with pytest.raises(TeacherError, match="two forward passes .* differ"):
+        gate.check_teacher(teacher, 0.0)

@@ -1,0 +1,112 @@
+"""The teacher gate: checks a teacher must pass before a single feature is written.
+
+A teacher can load and run and still be useless: weights silently re-initialised, dropout left
+on, a tokenizer that disagrees with the vocabulary. Each shows up here as a number, checked
+against a documented bound, and the numbers are stored with the features (design.md section 7).
+
+- Deterministic: two forward passes of the same batch must agree (eval mode, no dropout).
+- Knows DNA: masked-token accuracy on real human sequence the demo teacher never trained on
+  (the last 950 kb of the embedded chrX slice) must reach `min_accuracy`. A random model scores
+  about 1/4,096 = 0.02%; always guessing the most frequent 6-mer scores about 0.6% there.
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from had_cache import dna, masking, tokenize, windows
+from had_cache.errors import TeacherError
+from had_cache.teacher import Teacher
+
+GATE_WINDOW_BP = 1020
+GATE_WINDOWS = 96
+GATE_MASK_SEED = 1234
+HELD_OUT_FROM = 8_550_000  # offset in the demo slice: chrX:23,550,001 onwards
+DEFAULT_MIN_ACCURACY = 0.003
+"""0.3%: ~15x a random model, half of always guessing the commonest 6-mer. Catches broken
+teachers, not weak ones; pass 0 to skip the floor (e.g. for random test teachers)."""
+DETERMINISM_TOLERANCE = 1e-3
+"""Largest allowed relative difference between two passes (GPU kernels may reorder sums)."""
+
+
+@dataclass(frozen=True)
+class GateReport:
+    """What the gate measured; stored in the store's attributes."""
+
+    eval_mode: bool
+    two_pass_max_rel_diff: float
+    masked_tokens: int
+    accuracy: float
+    baseline_accuracy: float
+    min_accuracy: float
+    data: str
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def gate_windows(n: int = GATE_WINDOWS, window_bp: int = GATE_WINDOW_BP) -> np.ndarray:
+    """`n` non-overlapping N-free windows from the held-out tail of the embedded chrX slice."""
+    with gzip.open(windows.DEMO_FASTA, "rt") as fh:
+        fh.readline()
+        codes = dna.encode("".join(line.strip() for line in fh))
+    tail = codes[HELD_OUT_FROM:]
+    tiles = tail[: len(tail) // window_bp * window_bp].reshape(-1, window_bp)
+    tiles = tiles[~(tiles > 3).any(axis=1)]
+    return tiles[np.linspace(0, len(tiles) - 1, n).astype(int)]
+
+
+@torch.inference_mode()
+def check_teacher(
+    teacher: Teacher, min_accuracy: float = DEFAULT_MIN_ACCURACY, batch_size: int = 16
+) -> GateReport:
+    """Run the gate; raise TeacherError naming the failed check, else return the figures."""
+    model = teacher.model
+    if model.training:
+        raise TeacherError("the teacher is in training mode (dropout on); call .eval() first")
+    seqs = gate_windows()
+    n_tokens = GATE_WINDOW_BP // dna.K
+    mask = masking.group_masks(GATE_MASK_SEED, np.arange(len(seqs)), n_tokens, 0.15)
+    true = tokenize.kmer_ids(seqs)
+    inputs = masking.teacher_input(true, mask, tokenize.MASK_ID)
+    cls = np.full((len(seqs), 1), tokenize.CLS_ID)
+    ids = torch.as_tensor(np.concatenate([cls, inputs], axis=1), device=teacher.device)
+
+    first = model(input_ids=ids[:batch_size]).logits.float()
+    second = model(input_ids=ids[:batch_size]).logits.float()
+    rel_diff = float((first - second).abs().max() / first.abs().max().clamp_min(1e-12))
+    if rel_diff > DETERMINISM_TOLERANCE:
+        raise TeacherError(
+            f"two forward passes of the same input differ (max relative difference {rel_diff:.3g}"
+            f" > {DETERMINISM_TOLERANCE}): dropout or another random layer is active"
+        )
+    correct = 0
+    for lo in range(0, len(seqs), batch_size):
+        logits = model(input_ids=ids[lo : lo + batch_size]).logits[:, 1:]
+        picked = torch.as_tensor(mask[lo : lo + batch_size], device=logits.device)
+        guess = logits[picked].argmax(-1).cpu().numpy()
+        correct += int((guess == true[lo : lo + batch_size][mask[lo : lo + batch_size]]).sum())
+    n_masked = int(mask.sum())
+    targets = true[mask]
+    commonest = np.bincount(tokenize.kmer_ids(seqs).ravel()).argmax()
+    report = GateReport(
+        eval_mode=not model.training,
+        two_pass_max_rel_diff=rel_diff,
+        masked_tokens=n_masked,
+        accuracy=correct / n_masked,
+        baseline_accuracy=float((targets == commonest).mean()),
+        min_accuracy=min_accuracy,
+        data=f"{len(seqs)} windows of {GATE_WINDOW_BP} bp, GRCh37 chrX:23,550,001-24,500,000",
+    )
+    if report.accuracy < min_accuracy:
+        raise TeacherError(
+            f"the teacher predicts {report.accuracy:.2%} of masked 6-mers of held-out human DNA "
+            f"(floor {min_accuracy:.2%}; a random model scores ~0.02%, always guessing the "
+            f"commonest 6-mer {report.baseline_accuracy:.2%}): its weights or tokenizer look "
+            "wrong. Pass --min-teacher-accuracy 0 to extract anyway"
+        )
+    return report
