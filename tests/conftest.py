@@ -41,3 +41,13 @@ def small_fasta(tmp_path_factory: pytest.TempPathFactory) -> Path:
     lines += [">chrB"] + [b[i : i + 60] for i in range(0, len(b), 60)]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def extract_store(fasta: Path, teacher: Path, out: Path, **options: object) -> Path:
+    """Extract a store quietly. Test teachers have random weights, so the gate's accuracy floor
+    is off here (it has its own tests)."""
+    from had_cache.extract import ExtractConfig, extract
+
+    defaults = {"progress": False, "min_teacher_accuracy": 0.0}
+    extract(ExtractConfig(fasta=fasta, out=out, teacher=str(teacher), **(defaults | options)))
+    return out

@@ -13,16 +13,13 @@ import zarr
 
 from had_cache import dna, masking, schema, tokenize, windows
 from had_cache.errors import ConfigError, FastaError, StoreError, TeacherError
-from had_cache.extract import ExtractConfig, extract
 from had_cache.reader import CacheReader
 from had_cache.teacher import load_teacher
+from tests.conftest import extract_store
 
 
 def _extract(fasta: Path, teacher: Path, out: Path, **kw: object) -> None:
-    # Test teachers have random weights: the gate's accuracy floor is tested on its own.
-    options = {"chunk_records": 4, "batch_size": 3, "progress": False, "min_teacher_accuracy": 0}
-    options |= kw
-    extract(ExtractConfig(fasta=fasta, out=out, teacher=str(teacher), **options))
+    extract_store(fasta, teacher, out, **({"chunk_records": 4, "batch_size": 3} | kw))
 
 
 @pytest.fixture(scope="module")

@@ -9,21 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from had_cache.extract import ExtractConfig, extract
 from had_train import checkpoint
 from had_train.data import PretrainBatches, epoch_order
 from had_train.model import HadStudentForPretraining
 from had_train.pretrain import PretrainConfig, lr_at, pretrain
+from tests.conftest import extract_store
 
 
 def _extract(fasta: Path, teacher: Path, out: Path, **kw: object) -> Path:
     """A store of 120-bp windows (20 teacher tokens) from the tiny teacher."""
-    extract(
-        ExtractConfig(
-            fasta=fasta, out=out, teacher=str(teacher), window_bp=120, progress=False, **kw
-        )
-    )
-    return out
+    return extract_store(fasta, teacher, out, window_bp=120, **kw)
 
 
 @pytest.fixture(scope="module")
