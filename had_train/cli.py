@@ -152,6 +152,13 @@ def _d(name: str) -> object:
     help="Write a losses.csv row every K steps.",
 )
 @click.option(
+    "--workers",
+    type=int,
+    default=_d("workers"),
+    show_default=True,
+    help="Loader processes that read and decode the store ahead of training (the batch order does not depend on it).",
+)
+@click.option(
     "--device",
     default=_d("device"),
     show_default=True,

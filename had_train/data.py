@@ -3,12 +3,15 @@
 The order of records is a pure function of (seed, epoch): chunks are permuted, taken in groups
 of `shuffle_chunks`, and records are permuted within each group. Batch b of the run is therefore
 known from b alone, so resuming needs no sampler state beyond the step counter, and the order
-does not depend on how many processes read the store. Chunks are read whole and kept only while
-the current group needs them.
+does not depend on how many processes read the store: loader workers take whole steps in turn
+(worker w builds steps w, w + n, ...; the DataLoader hands them out in step order), and rank r of
+R takes the r-th contiguous block of every global batch. Chunks are read whole and kept only
+while the current group needs them.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -100,8 +103,15 @@ class PretrainBatches:
         self._chunks.move_to_end(chunk)
         return self._chunks[chunk]
 
-    def batch(self, step: int) -> Batch:
+    def batch(self, step: int, rank: int = 0, world_size: int = 1) -> Batch:
+        """Batch of `step`, or rank `rank`'s block of it (ranks together hold the global batch)."""
         ids = self.record_ids(step)
+        if self.batch_size % world_size:
+            raise ConfigError(
+                f"--batch-size {self.batch_size} is not divisible by {world_size} ranks"
+            )
+        per_rank = self.batch_size // world_size
+        ids = ids[rank * per_rank : (rank + 1) * per_rank]
         chunk_of = ids // self.attrs.chunk_records
         seq = np.empty((len(ids), self.attrs.window_bp), dtype=np.uint8)
         mask = np.empty((len(ids), self.attrs.n_tokens), dtype=bool)
@@ -124,8 +134,27 @@ class PretrainBatches:
             teacher=torch.from_numpy(teacher).float(),
         )
 
-    def iterate(self, start_step: int) -> Iterator[Batch]:
-        step = start_step
-        while True:
-            yield self.batch(step)
-            step += 1
+    def iterate(
+        self, start_step: int, workers: int = 0, rank: int = 0, world_size: int = 1
+    ) -> Iterator[Batch]:
+        """Batches from `start_step` on, built in this process or by `workers` loader processes."""
+        if workers <= 0:
+            return (self.batch(s, rank, world_size) for s in itertools.count(start_step))
+        steps = _Steps(self, start_step, rank, world_size)
+        loader = torch.utils.data.DataLoader(
+            steps, batch_size=None, num_workers=workers, in_order=True, persistent_workers=True
+        )
+        return iter(loader)
+
+
+class _Steps(torch.utils.data.IterableDataset):
+    """Loader-worker side of `PretrainBatches.iterate`: worker w of n builds steps w, w + n, ..."""
+
+    def __init__(self, batches: PretrainBatches, start: int, rank: int, world_size: int) -> None:
+        self.batches, self.start, self.rank, self.world_size = batches, start, rank, world_size
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = torch.utils.data.get_worker_info()
+        worker, n = (info.id, info.num_workers) if info else (0, 1)
+        for step in itertools.count(self.start + worker, n):
+            yield self.batches.batch(step, self.rank, self.world_size)

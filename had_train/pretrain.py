@@ -58,6 +58,7 @@ class PretrainConfig:
     teacher_layer: int | None = None
     seed: int = 0
     shuffle_chunks: int = 8
+    workers: int = 0
     save_every: int = 1000
     keep_last: int = 3
     log_every: int = 10
@@ -68,7 +69,7 @@ class PretrainConfig:
 
 
 # Options that may differ between the first run and a resume without changing the training.
-RESUMABLE_OVERRIDES = ("steps", "save_every", "keep_last", "log_every", "device")
+RESUMABLE_OVERRIDES = ("steps", "save_every", "keep_last", "log_every", "device", "workers")
 
 
 def lr_at(step: int, cfg: PretrainConfig) -> float:
@@ -194,7 +195,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
     final = existing
     try:
         model.train()
-        for step, batch in zip(range(start, cfg.steps), data.iterate(start), strict=False):
+        for step, batch in zip(
+            range(start, cfg.steps), data.iterate(start, cfg.workers), strict=False
+        ):
             lr = lr_at(step, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr

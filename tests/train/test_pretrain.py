@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +101,23 @@ def test_data_order_is_a_pure_function_of_seed_and_epoch(store: Path) -> None:
     for step in range(6):
         early = data.batch(step)
     assert torch.equal(early.seq, late.seq) and torch.equal(early.teacher, late.teacher)
+
+
+def test_batches_are_the_same_for_0_1_2_loader_workers_and_1_2_ranks(store: Path) -> None:
+    """Steps run across an epoch boundary (the store holds 3 batches of 8)."""
+    data = PretrainBatches(store, batch_size=8, seed=3, shuffle_chunks=1)
+    steps = 7
+    want = [data.batch(s) for s in range(2, 2 + steps)]
+    for workers in (0, 1, 2):
+        got = list(itertools.islice(data.iterate(2, workers=workers), steps))
+        for w, g in zip(want, got, strict=True):
+            assert torch.equal(w.record, g.record) and torch.equal(w.teacher, g.teacher)
+    for s, w in zip(range(2, 2 + steps), want, strict=True):
+        halves = [data.batch(s, rank, 2) for rank in (0, 1)]
+        assert torch.equal(torch.cat([h.record for h in halves]), w.record)
+        assert torch.equal(torch.cat([h.seq for h in halves]), w.seq)
+    ranked = next(data.iterate(2, workers=2, rank=1, world_size=2))
+    assert torch.equal(ranked.record, want[0].record[4:])
 
 
 def test_learning_rate_schedule() -> None:
