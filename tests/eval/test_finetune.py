@@ -26,7 +26,11 @@ from had_train.eval.finetune import (
     train_fold,
 )
 from had_train.eval.metrics import classification_metrics, summarize
-from had_train.model import HadStudentConfig, HadStudentForPretraining
+from had_train.model import (
+    HadStudentConfig,
+    HadStudentForPretraining,
+    HadStudentForSequenceClassification,
+)
 from had_train.schedule import warmup_cosine
 
 N_SMALL = 200
@@ -189,18 +193,30 @@ def test_pretrained_encoder_loads_and_a_broken_one_is_refused(
         build_model(tmp_path, data, EvalConfig(), seed=0)
 
 
-def test_predict_is_padding_invariant(small_csv: Path) -> None:
-    data = load_task(small_csv)
-    model = build_model(None, data, EvalConfig(preset="tiny"), seed=0)
-    codes, lengths = encode_padded(("ACGTTGCA" * 5, "GATTACA"), None)
-    both, emb_both = predict(
-        model, codes, lengths, np.arange(2), 2, torch.device("cpu"), with_embeddings=True
-    )
-    alone, emb_alone = predict(
-        model, codes, lengths, np.array([1]), 1, torch.device("cpu"), with_embeddings=True
-    )
-    assert both[1] == alone[0]
-    torch.testing.assert_close(torch.from_numpy(emb_both[1]), torch.from_numpy(emb_alone[0]))
+@pytest.mark.parametrize("mixers", [["gdn"], ["attention"], ["mamba"], ["gdn", "attention"]])
+def test_predict_and_embed_are_padding_invariant_for_every_mixer(mixers: list[str]) -> None:
+    """Variable-length sequences batched with padding get the logits and embeddings they get
+    alone (fp32, 1e-5), for each mixer, whose reverse pass runs over the valid part only."""
+    config = HadStudentConfig.from_preset("tiny", mixers=mixers, chunk_size=8, num_labels=3)
+    torch.manual_seed(0)
+    model = HadStudentForSequenceClassification(config).eval()
+    seqs = ("ACGTTGCA" * 5, "GATTACA", "CCGTANNGTACGTAGGA")
+    codes, lengths = encode_padded(seqs, None)
+    cpu = torch.device("cpu")
+    everything = np.arange(len(seqs))
+    preds, emb = predict(model, codes, lengths, everything, 3, cpu, with_embeddings=True)
+    input_ids, attention_mask = make_batch(codes, lengths, everything, cpu)
+    with torch.no_grad():
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+        for row, seq in enumerate(seqs):
+            alone = torch.as_tensor(dna.encode(seq), dtype=torch.long)[None]
+            torch.testing.assert_close(
+                model(input_ids=alone).logits[0], logits[row], rtol=1e-5, atol=1e-5
+            )
+            torch.testing.assert_close(
+                model.embed(alone)[0], torch.from_numpy(emb[row]), rtol=1e-5, atol=1e-5
+            )
+    assert preds.tolist() == logits.argmax(-1).tolist()
 
 
 # --- end to end ----------------------------------------------------------------------------
