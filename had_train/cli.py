@@ -152,6 +152,13 @@ def _d(name: str) -> object:
     help="Write a losses.csv row every K steps.",
 )
 @click.option(
+    "--holdout-chunks",
+    type=int,
+    default=_d("holdout_chunks"),
+    show_default=True,
+    help="Never train on the store's last K chunks; score alignment cosine and reconstruction on them at the end (held_out.json).",
+)
+@click.option(
     "--workers",
     type=int,
     default=_d("workers"),
@@ -243,6 +250,13 @@ def pretrain_cmd(
 )
 @click.option(
     "--preset", default="paper", show_default=True, help="Architecture for --checkpoint none."
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["finetune", "linear"]),
+    default="finetune",
+    show_default=True,
+    help="finetune = train encoder and head; linear = frozen encoder, logistic regression on its embeddings (fast probe).",
 )
 @click.option("--no-tsne", is_flag=True, help="Skip the t-SNE figure.")
 @click.option("--device", default="auto", show_default=True)

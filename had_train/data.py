@@ -45,10 +45,15 @@ class Batch:
         return self._map(lambda t: t[lo:hi])
 
 
-def epoch_order(attrs: StoreAttrs, seed: int, epoch: int, shuffle_chunks: int) -> np.ndarray:
-    """Record ids of one epoch in training order (a pure function of its arguments)."""
+def epoch_order(
+    attrs: StoreAttrs, seed: int, epoch: int, shuffle_chunks: int, holdout_chunks: int = 0
+) -> np.ndarray:
+    """Record ids of one epoch in training order (a pure function of its arguments).
+
+    The last `holdout_chunks` chunks are never trained on (held-out records for evaluation).
+    """
     rng = np.random.Generator(np.random.PCG64([seed, epoch]))
-    chunks = rng.permutation(attrs.n_chunks)
+    chunks = rng.permutation(attrs.n_chunks - holdout_chunks)
     parts = []
     for lo in range(0, len(chunks), shuffle_chunks):
         group = np.concatenate(
@@ -71,18 +76,32 @@ class PretrainBatches:
         seed: int = 0,
         shuffle_chunks: int = 8,
         teacher_layer: int | None = None,
+        holdout_chunks: int = 0,
     ) -> None:
         self.reader = CacheReader(store, layer=teacher_layer)
         self.attrs = self.reader.attrs
-        if batch_size > self.attrs.n_records:
+        if not 0 <= holdout_chunks < self.attrs.n_chunks:
             raise ConfigError(
-                f"--batch-size {batch_size} is larger than the store's {self.attrs.n_records} "
+                f"--holdout-chunks must be in 0..{self.attrs.n_chunks - 1} for a store of "
+                f"{self.attrs.n_chunks} chunks, got {holdout_chunks}"
+            )
+        self.holdout_chunks = holdout_chunks
+        self.held_out = np.arange(
+            self.attrs.chunk_slice(self.attrs.n_chunks - holdout_chunks).start
+            if holdout_chunks
+            else self.attrs.n_records,
+            self.attrs.n_records,
+        )
+        n_train = self.attrs.n_records - len(self.held_out)
+        if batch_size > n_train:
+            raise ConfigError(
+                f"--batch-size {batch_size} is larger than the store's {n_train} training "
                 "records; extract more windows or lower --batch-size"
             )
         self.batch_size = batch_size
         self.seed = seed
         self.shuffle_chunks = max(1, shuffle_chunks)
-        self.batches_per_epoch = self.attrs.n_records // batch_size
+        self.batches_per_epoch = n_train // batch_size
         self._order_epoch = -1
         self._order = np.empty(0, dtype=np.int64)
         self._chunks: OrderedDict[int, Records] = OrderedDict()
@@ -91,7 +110,9 @@ class PretrainBatches:
         """Record ids of the batch used at `step` (0-based)."""
         epoch, b = divmod(step, self.batches_per_epoch)
         if epoch != self._order_epoch:
-            self._order = epoch_order(self.attrs, self.seed, epoch, self.shuffle_chunks)
+            self._order = epoch_order(
+                self.attrs, self.seed, epoch, self.shuffle_chunks, self.holdout_chunks
+            )
             self._order_epoch = epoch
         return self._order[b * self.batch_size : (b + 1) * self.batch_size]
 
@@ -111,7 +132,10 @@ class PretrainBatches:
                 f"--batch-size {self.batch_size} is not divisible by {world_size} ranks"
             )
         per_rank = self.batch_size // world_size
-        ids = ids[rank * per_rank : (rank + 1) * per_rank]
+        return self.records(ids[rank * per_rank : (rank + 1) * per_rank])
+
+    def records(self, ids: np.ndarray) -> Batch:
+        """A batch of the given record ids (training steps, or held-out records)."""
         chunk_of = ids // self.attrs.chunk_records
         seq = np.empty((len(ids), self.attrs.window_bp), dtype=np.uint8)
         mask = np.empty((len(ids), self.attrs.n_tokens), dtype=bool)

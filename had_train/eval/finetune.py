@@ -1,5 +1,9 @@
 """Fine-tune the student with a classification head on a labelled task and score it.
 
+`mode="linear"` instead freezes the encoder, embeds every sequence once and fits a logistic
+regression per split: the cheap probe of what pretraining put into the features (used by the
+ablation on a CPU); `mode="finetune"` (default) trains encoder and head together.
+
 For each stratified split (one train/test split, or k folds) a fresh model is built, from the
 pretrained encoder or from random weights for the no-pretraining baseline, trained with AdamW
 (linear warm-up, cosine decay), then scored on the held-out part. Everything that decides the
@@ -46,6 +50,9 @@ class CheckpointError(HadError):
     """A checkpoint that loads, but not as a usable pretrained encoder."""
 
 
+EVAL_MODES = ("finetune", "linear")
+
+
 @dataclass
 class EvalConfig:
     """Options of one evaluation; saved verbatim into results.json.
@@ -70,6 +77,7 @@ class EvalConfig:
     max_len: int | None = None
     preset: str = "paper"
     tsne: bool = True
+    mode: str = "finetune"
 
     def validate(self) -> None:
         """Reject options that cannot work, before any data is read or model built."""
@@ -79,6 +87,8 @@ class EvalConfig:
             raise ConfigError(f"test_frac must be in (0, 1), got {self.test_frac}")
         if self.epochs < 1:
             raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
+        if self.mode not in EVAL_MODES:
+            raise ConfigError(f"mode must be one of {', '.join(EVAL_MODES)}, got {self.mode!r}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if not self.lr > 0:
@@ -276,6 +286,21 @@ def predict(
     return np.concatenate(preds), embeddings
 
 
+def linear_probe(
+    features: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, test_idx: np.ndarray, seed: int
+) -> tuple[float, np.ndarray]:
+    """Logistic regression on standardised frozen features: (train log-loss, test predictions)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
+    probe.fit(features[train_idx], labels[train_idx])
+    loss = log_loss(labels[train_idx], probe.predict_proba(features[train_idx]))
+    return float(loss), probe.predict(features[test_idx])
+
+
 def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     """Write to a temp file and rename, so a reader never sees half a results file."""
     tmp = path.with_name(path.name + ".tmp")
@@ -312,24 +337,35 @@ def evaluate(
     folds: list[dict[str, Any]] = []
     model_info: dict[str, Any] = {}
     tsne_path: Path | None = None
+    frozen = None
+    if cfg.mode == "linear":  # one frozen encoder, every sequence embedded once
+        model = build_model(checkpoint, data, cfg, seed=cfg.seed * 1000).to(device)
+        _, frozen = predict(
+            model, codes, lengths, np.arange(len(data)), cfg.batch_size, device, True
+        )
     for fold, (train_idx, test_idx) in enumerate(splits):
         started = time.perf_counter()
-        model = build_model(checkpoint, data, cfg, seed=cfg.seed * 1000 + fold).to(device)
+        if frozen is None:
+            model = build_model(checkpoint, data, cfg, seed=cfg.seed * 1000 + fold).to(device)
         if fold == 0:
             model_info = {
                 "n_parameters": sum(p.numel() for p in model.parameters()),
                 "config": model.config.to_dict(),
             }
         desc = f"{data.name} fold {fold + 1}/{len(splits)}"
-        train_loss = train_fold(
-            model, codes, lengths, data.labels, train_idx, cfg, fold, device, desc, progress
-        )
         want_tsne = cfg.tsne and fold == 0 and test_idx.size >= MIN_TSNE_POINTS
         if cfg.tsne and fold == 0 and not want_tsne:
             log.warning("%s: %d test examples are too few for a t-SNE plot", desc, test_idx.size)
-        preds, embeddings = predict(
-            model, codes, lengths, test_idx, cfg.batch_size, device, with_embeddings=want_tsne
-        )
+        if frozen is not None:
+            train_loss, preds = linear_probe(frozen, data.labels, train_idx, test_idx, cfg.seed)
+            embeddings = frozen[test_idx] if want_tsne else None
+        else:
+            train_loss = train_fold(
+                model, codes, lengths, data.labels, train_idx, cfg, fold, device, desc, progress
+            )
+            preds, embeddings = predict(
+                model, codes, lengths, test_idx, cfg.batch_size, device, with_embeddings=want_tsne
+            )
         metrics = classification_metrics(data.labels[test_idx], preds, data.num_classes)
         if metrics["collapsed"]:
             log.warning(
@@ -363,7 +399,8 @@ def evaluate(
                 seed=cfg.seed,
                 title=title,
             )
-        del model
+        if frozen is None:
+            del model  # free the fold's model before the next one is built
 
     results: dict[str, Any] = {
         "task": data.name,

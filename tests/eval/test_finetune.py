@@ -256,3 +256,22 @@ def test_evaluate_from_a_pretraining_run_folder(small_csv: Path, tmp_path: Path)
     with pytest.raises(HadError, match="no complete checkpoint"):
         evaluate(tmp_path / "eval", cfg, tmp_path / "eval2", progress=False)
     assert not (tmp_path / "eval2").exists()
+
+
+def test_linear_probe_reads_base_composition_from_frozen_features(tmp_path: Path) -> None:
+    """A frozen random encoder's pooled features carry GC content; the probe must find it."""
+    rng = np.random.default_rng(0)
+    rows = ["sequence,label"]
+    for i in range(120):
+        gc = 0.75 if i % 2 else 0.25
+        p = [(1 - gc) / 2, gc / 2, gc / 2, (1 - gc) / 2]
+        rows.append(
+            "".join(rng.choice(list("ACGT"), size=60, p=p)) + ("," + "gc" if i % 2 else ",at")
+        )
+    (tmp_path / "gc.csv").write_text("\n".join(rows) + "\n")
+    cfg = EvalConfig(
+        task=str(tmp_path / "gc.csv"), preset="tiny", folds=3, mode="linear", tsne=False
+    )
+    results = evaluate(None, cfg, tmp_path / "out", progress=False)
+    assert results["config"]["mode"] == "linear" and len(results["folds"]) == 3
+    assert results["summary"]["accuracy"]["mean"] > 0.9

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import csv
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from had_cache.errors import ConfigError
 from had_train import checkpoint
 from had_train.data import PretrainBatches, epoch_order
 from had_train.model import HadStudentForPretraining
-from had_train.pretrain import PretrainConfig, lr_at, pretrain
+from had_train.pretrain import PretrainConfig, build_model, lr_at, pretrain
 from tests.conftest import extract_store
 
 
@@ -57,6 +59,33 @@ def test_loss_decreases(small_fasta: Path, tiny_teacher: Path, tmp_path: Path) -
     first, last = rows[0], rows[-1]
     assert float(last["align"]) < 0.97 * float(first["align"])
     assert float(last["recon"]) < float(first["recon"])
+
+
+def test_objectives_and_held_out_chunks(store: Path, tmp_path: Path) -> None:
+    """distill trains only the alignment, mlm only reconstruction; held-out records are never
+    trained on and are scored at the end."""
+    data = PretrainBatches(store, batch_size=8, seed=0, shuffle_chunks=1, holdout_chunks=1)
+    trained = np.concatenate([data.record_ids(s) for s in range(40)])
+    assert len(data.held_out) and not np.isin(data.held_out, trained).any()
+
+    init = build_model(_cfg(store, tmp_path), hidden_size=data.attrs.hidden_size).state_dict()
+    for objective, frozen, moved in (
+        ("mlm", "align_head.", "decoder."),
+        ("distill", "decoder.", "align_head."),
+    ):
+        run = tmp_path / objective
+        cfg = _cfg(store, run, steps=4, save_every=4, holdout_chunks=1, objective=objective)
+        final = pretrain(cfg, progress=False)
+        weights = HadStudentForPretraining.from_pretrained(final).state_dict()
+        for name, value in weights.items():
+            if name.startswith(frozen):  # the dropped objective's head gets no gradient
+                assert torch.equal(value, init[name]), (objective, name)
+        assert any(not torch.equal(v, init[n]) for n, v in weights.items() if n.startswith(moved))
+        report = json.loads((run / "held_out.json").read_text())
+        assert report["records"] == len(data.held_out) and report["teacher_layer"] == 2
+        assert -1 <= report["alignment_cosine"] <= 1 and 0 <= report["reconstruction_accuracy"] <= 1
+    with pytest.raises(ConfigError, match="holdout-chunks"):
+        PretrainBatches(store, batch_size=8, holdout_chunks=data.attrs.n_chunks)
 
 
 def test_resume_continues_from_the_saved_step(store: Path, tmp_path: Path) -> None:
