@@ -181,6 +181,7 @@ def summarize_arms(
                 "accuracy_mean": acc,
                 "accuracy_std": acc_std,
                 "held_out_alignment_cosine": extra.get("alignment_cosine"),
+                "held_out_alignment_r2": extra.get("alignment_r2"),
                 "held_out_reconstruction_accuracy": extra.get("reconstruction_accuracy"),
             }
         )
@@ -200,14 +201,15 @@ def write_tables(report: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     rows = report["arms"]
     lines = [
-        "| arm | MCC | accuracy | held-out align cosine | held-out recon accuracy | seeds × folds |",
-        "|---|---|---|---|---|---|",
+        "| arm | MCC | accuracy | held-out align cosine | held-out align R² "
+        "| held-out recon accuracy | seeds × folds |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['label']} | {_pm(r['mcc_mean'], r['mcc_std'])} | "
             f"{_pm(r['accuracy_mean'], r['accuracy_std'])} | "
-            f"{_opt(r['held_out_alignment_cosine'])} | "
+            f"{_opt(r['held_out_alignment_cosine'])} | {_opt(r['held_out_alignment_r2'])} | "
             f"{_opt(r['held_out_reconstruction_accuracy'])} | {r['seeds']} × {r['folds']} |"
         )
     (out / TABLE_FILES[0]).write_text("\n".join(lines) + "\n")

@@ -264,10 +264,15 @@ def held_out_metrics(
     model: HadStudentForPretraining, data: PretrainBatches, device: torch.device, batch_size: int
 ) -> dict[str, Any]:
     """Both objectives on records never trained on: how well the student matches the teacher
-    (mean per-token cosine of its aligned features) and reconstructs masked bases."""
+    (mean per-token cosine of its aligned features; R², the share of the teacher features'
+    variance around their mean that it explains, which a constant vector cannot game) and how
+    well it reconstructs masked bases."""
     was_training = model.training
     model.eval()
     cos_sum = mse_sum = correct = n_bases = n_tokens = 0.0
+    width = data.attrs.hidden_size
+    t_sum = torch.zeros(width, dtype=torch.float64)
+    t_sq = torch.zeros(width, dtype=torch.float64)
     for lo in range(0, len(data.held_out), batch_size):
         part = data.records(data.held_out[lo : lo + batch_size]).to(device)
         out = model(part.seq, part.group_mask)
@@ -275,16 +280,21 @@ def held_out_metrics(
         cos_sum += float(cos.sum())
         mse_sum += float(((out.aligned.float() - part.teacher) ** 2).mean(-1).sum())
         n_tokens += cos.numel()
+        flat = part.teacher.reshape(-1, width).double().cpu()
+        t_sum += flat.sum(0)
+        t_sq += (flat**2).sum(0)
         targets = model.reconstruction_targets(part.seq, part.group_mask)
         valid = targets != losses.IGNORE_INDEX
         correct += float((out.recon_logits.argmax(-1) == targets)[valid].sum())
         n_bases += float(valid.sum())
     model.train(was_training)
+    total_var = float((t_sq - t_sum**2 / n_tokens).sum())  # sum of squares around the mean
     return {
         "records": len(data.held_out),
         "first_record": int(data.held_out[0]),
         "teacher_layer": data.reader.layer,
         "alignment_cosine": cos_sum / n_tokens,
         "alignment_mse": mse_sum / n_tokens,
+        "alignment_r2": 1.0 - mse_sum * width / total_var,
         "reconstruction_accuracy": correct / n_bases,
     }

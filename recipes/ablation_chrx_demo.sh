@@ -3,7 +3,7 @@
 #
 #   bash recipes/ablation_chrx_demo.sh        # ~1 hour on 2 CPU cores; resumable (rerun to finish)
 #
-# 1. One store: 2,048 windows of the embedded chrX slice, features of the embedded teacher's
+# 1. One store: 2,048 windows (8 chunks of 256) of the embedded chrX slice, features of the embedded teacher's
 #    layers 2 and 4 (of 4), so the layer sweep reuses it.
 # 2. The ablation: HAD / reconstruction only / alignment only at equal compute (same store, steps,
 #    batch, lr, seed) + no pretraining; linear probe of each frozen encoder on the UCI splice set,
@@ -19,7 +19,7 @@ RECIPE=(--preset paper --steps "$STEPS" --batch-size 8 --lr 2e-3 --save-every "$
         --holdout-chunks 1 --seed 0 --task splice --folds 5 --seeds 0,1,2 --mode linear)
 
 "$BIN/had-cache" extract --fasta demo --teacher demo --layers 2,4 --max-windows 2048 \
-    --batch-size 32 --out "$STORE"
+    --batch-size 32 --chunk-records 256 --out "$STORE"
 "$BIN/had-train" ablate --cache "$STORE" --out "$OUT/ablation" "${RECIPE[@]}"
 for lam in 0.3 3; do
     "$BIN/had-train" ablate --cache "$STORE" --out "$OUT/lambda-$lam" --arms had \
