@@ -286,6 +286,24 @@ def predict(
     return np.concatenate(preds), embeddings
 
 
+@torch.no_grad()
+def embed_all(
+    model: HadStudentForSequenceClassification,
+    codes: np.ndarray,
+    lengths: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+) -> np.ndarray:
+    """Pooled encoder embeddings of every sequence (eval mode; padding-free by construction)."""
+    model.eval()
+    feats = []
+    for start in range(0, len(lengths), batch_size):
+        rows = np.arange(start, min(start + batch_size, len(lengths)))
+        input_ids, attention_mask = make_batch(codes, lengths, rows, device)
+        feats.append(model.embed(input_ids, attention_mask).float().cpu().numpy())
+    return np.concatenate(feats)
+
+
 def linear_probe(
     features: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, test_idx: np.ndarray, seed: int
 ) -> tuple[float, np.ndarray]:
@@ -340,9 +358,7 @@ def evaluate(
     frozen = None
     if cfg.mode == "linear":  # one frozen encoder, every sequence embedded once
         model = build_model(checkpoint, data, cfg, seed=cfg.seed * 1000).to(device)
-        _, frozen = predict(
-            model, codes, lengths, np.arange(len(data)), cfg.batch_size, device, True
-        )
+        frozen = embed_all(model, codes, lengths, cfg.batch_size, device)
     for fold, (train_idx, test_idx) in enumerate(splits):
         started = time.perf_counter()
         if frozen is None:
