@@ -198,9 +198,19 @@ def inspect_cmd(store: Path, as_json: bool) -> None:
                 f"records    {a.n_records:,} windows of {a.window_bp} bp "
                 f"({a.n_tokens} tokens, {a.n_masked} masked), strands {a.strands}",
                 f"fasta      {a.fasta.path}",
+                f"gate       {_gate_line(a.teacher_gate)}",
                 f"chunks     {a.n_chunks} x {a.chunk_records} records",
             ]
         )
+    )
+
+
+def _gate_line(gate: dict | None) -> str:
+    if not gate:
+        return "not recorded"
+    return (
+        f"masked-6-mer accuracy {gate['accuracy']:.2%} on held-out human DNA "
+        f"(floor {gate['min_accuracy']:.2%}, commonest-6-mer guess {gate['baseline_accuracy']:.2%})"
     )
 
 

@@ -48,6 +48,7 @@ def test_extract_pretrain_eval(
     inspect = runner.invoke(had_cache, ["inspect", str(store)])
     _ok(inspect)
     assert "24 windows of 120 bp" in inspect.output
+    assert "masked-6-mer accuracy" in inspect.output  # the teacher gate's figures are stored
 
     _ok(
         runner.invoke(
