@@ -41,3 +41,4 @@ lane_b=$!
 wait "$lane_a"
 wait "$lane_b"
 cat "$OUT/ablation/ablation.md"
+"$BIN/python" recipes/results_tables.py "$OUT"
