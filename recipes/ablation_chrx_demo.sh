@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # docs/results.md, every number: does distillation help, on the data and teacher in this repo?
 #
-#   bash recipes/ablation_chrx_demo.sh        # ~1 hour on 2 CPU cores; resumable (rerun to finish)
+#   bash recipes/ablation_chrx_demo.sh        # ~65 min on 2 CPU cores; resumable (rerun to finish)
 #
 # 1. One store: 2,048 windows (8 chunks of 256) of the embedded chrX slice, features of the
 #    embedded teacher's layers 2 and 4 (of 4), so the layer sweep reuses it.
