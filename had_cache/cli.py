@@ -12,6 +12,7 @@ from had_cache import masking, tokenize, windows
 from had_cache import teacher as teacher_mod
 from had_cache.errors import ConfigError, StoreError, exit_on_had_error
 from had_cache.extract import ExtractConfig, extract
+from had_cache.gate import GateReport
 from had_cache.reader import CacheReader
 from had_cache.verify import verify_store
 
@@ -198,19 +199,11 @@ def inspect_cmd(store: Path, as_json: bool) -> None:
                 f"records    {a.n_records:,} windows of {a.window_bp} bp "
                 f"({a.n_tokens} tokens, {a.n_masked} masked), strands {a.strands}",
                 f"fasta      {a.fasta.path}",
-                f"gate       {_gate_line(a.teacher_gate)}",
+                "gate       "
+                + (GateReport(**a.teacher_gate).summary() if a.teacher_gate else "not recorded"),
                 f"chunks     {a.n_chunks} x {a.chunk_records} records",
             ]
         )
-    )
-
-
-def _gate_line(gate: dict | None) -> str:
-    if not gate:
-        return "not recorded"
-    return (
-        f"masked-6-mer accuracy {gate['accuracy']:.2%} on held-out human DNA "
-        f"(floor {gate['min_accuracy']:.2%}, commonest-6-mer guess {gate['baseline_accuracy']:.2%})"
     )
 
 

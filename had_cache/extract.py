@@ -101,11 +101,7 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
     )
     report = gate.check_teacher(teacher, cfg.min_teacher_accuracy)
     if cfg.progress:
-        tqdm.write(
-            f"teacher gate: masked-6-mer accuracy {report.accuracy:.2%} on held-out human DNA "
-            f"(floor {report.min_accuracy:.2%}, commonest-6-mer guess "
-            f"{report.baseline_accuracy:.2%}); two passes agree to {report.two_pass_max_rel_diff:.1g}"
-        )
+        tqdm.write(f"teacher gate: {report.summary()}")
     if n_tokens + 1 > teacher.max_tokens:
         raise ConfigError(
             f"--window-bp {cfg.window_bp} needs {n_tokens + 1} teacher tokens with <cls>, more "

@@ -48,6 +48,14 @@ class GateReport:
     def to_json(self) -> dict[str, object]:
         return asdict(self)
 
+    def summary(self) -> str:
+        """One line for logs and `had-cache inspect`."""
+        return (
+            f"masked-6-mer accuracy {self.accuracy:.2%} on held-out human DNA (floor "
+            f"{self.min_accuracy:.2%}, commonest-6-mer guess {self.baseline_accuracy:.2%}); "
+            f"two passes agree to {self.two_pass_max_rel_diff:.1g}"
+        )
+
 
 def gate_windows(n: int = GATE_WINDOWS, window_bp: int = GATE_WINDOW_BP) -> np.ndarray:
     """`n` non-overlapping N-free windows from the held-out tail of the embedded chrX slice."""

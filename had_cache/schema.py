@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from had_cache.errors import StoreError
+from had_cache.errors import ConfigError, StoreError
 
 SCHEMA_VERSION = 2
 FORMAT_NAME = "had-cache"
@@ -39,6 +39,16 @@ def teacher_array(layer: int) -> str:
 
 TEACHER_DTYPE = np.dtype("float16")
 """bfloat16 is not a portable zarr dtype; float16 holds layer-normed features without loss that matters."""
+
+
+def hidden_state_index(layer: int, num_layers: int) -> int:
+    """`layer` as a non-negative index into HF hidden_states (num_layers + 1 entries)."""
+    if not -(num_layers + 1) <= layer <= num_layers:
+        raise ConfigError(
+            f"layer {layer} is out of range for a teacher with {num_layers} layers "
+            f"(valid: {-(num_layers + 1)}..{num_layers}; 0 = embeddings, -1 = final layer)"
+        )
+    return layer % (num_layers + 1)
 
 
 @dataclass(frozen=True)
@@ -62,13 +72,7 @@ class TeacherInfo:
 
     def resolve_layer(self, layer: int) -> int:
         """A hidden_states index, negative ones counted from the end, as stored (non-negative)."""
-        if not -(self.num_layers + 1) <= layer <= self.num_layers:
-            raise StoreError(
-                f"layer {layer} is out of range for a teacher with {self.num_layers} layers "
-                f"(valid: {-(self.num_layers + 1)}..{self.num_layers}; 0 = embeddings, "
-                "-1 = final layer)"
-            )
-        return layer % (self.num_layers + 1)
+        return hidden_state_index(layer, self.num_layers)
 
     @property
     def default_layer(self) -> int:

@@ -18,7 +18,7 @@ import torch
 
 from had_cache import tokenize
 from had_cache.errors import ConfigError, TeacherError
-from had_cache.schema import TeacherInfo
+from had_cache.schema import TeacherInfo, hidden_state_index
 
 PAPER_TEACHER = "InstaDeepAI/nucleotide-transformer-v2-500m-multi-species"
 DEMO_TEACHER = "demo"
@@ -98,7 +98,8 @@ def _from_pretrained(
             raise
         raise TeacherError(
             f"teacher {source!r}: checkpoint weights do not fit the model class, so they would "
-            f"be newly initialised at random{_remote_code_hint(source, kwargs)}"
+            "be newly initialised at random"
+            + _remote_code_hint(source, kwargs.get("trust_remote_code", True))
         ) from None
     _refuse_new_weights(source, model, loading, kwargs.get("trust_remote_code", True))
     return tokenizer, model
@@ -122,12 +123,12 @@ def _refuse_new_weights(
     raise TeacherError(
         f"teacher {source!r} is missing {len(encoder)} encoder weights that would be newly "
         f"initialised at random, e.g. {', '.join(encoder[:3])}"
-        + _remote_code_hint(source, {"trust_remote_code": trust_remote_code})
+        + _remote_code_hint(source, trust_remote_code)
     )
 
 
-def _remote_code_hint(source: str, kwargs: dict) -> str:
-    if kwargs.get("trust_remote_code", True) or not (Path(source) / "modeling_esm.py").exists():
+def _remote_code_hint(source: str, trust_remote_code: bool) -> str:
+    if trust_remote_code or not (Path(source) / "modeling_esm.py").exists():
         return ""
     return " (the checkpoint ships its own modeling code: drop --no-trust-remote-code)"
 
@@ -193,12 +194,6 @@ def load_teacher(
     model.eval().requires_grad_(False).to(device)
     config = model.config
     num_layers = int(config.num_hidden_layers)
-    for layer in layers:
-        if not -(num_layers + 1) <= layer <= num_layers:
-            raise ConfigError(
-                f"--layer {layer} is out of range for a teacher with {num_layers} layers "
-                f"(valid: {-(num_layers + 1)}..{num_layers}; 0 = embeddings, -1 = final layer)"
-            )
     if not layers:
         raise ConfigError("--layers needs at least one layer")
     info = TeacherInfo(
@@ -210,7 +205,7 @@ def load_teacher(
         else name,
         revision=revision or getattr(config, "_commit_hash", None),
         weights_sha256=_weights_sha256(folder) if folder.is_dir() else None,
-        layers=list(dict.fromkeys(layer % (num_layers + 1) for layer in layers)),
+        layers=list(dict.fromkeys(hidden_state_index(layer, num_layers) for layer in layers)),
         num_layers=num_layers,
         hidden_size=int(config.hidden_size),
         dtype=str(dtype).removeprefix("torch."),

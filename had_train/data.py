@@ -86,13 +86,10 @@ class PretrainBatches:
                 f"{self.attrs.n_chunks} chunks, got {holdout_chunks}"
             )
         self.holdout_chunks = holdout_chunks
-        self.held_out = np.arange(
-            self.attrs.chunk_slice(self.attrs.n_chunks - holdout_chunks).start
-            if holdout_chunks
-            else self.attrs.n_records,
-            self.attrs.n_records,
+        n_train = min(
+            self.attrs.n_records, (self.attrs.n_chunks - holdout_chunks) * self.attrs.chunk_records
         )
-        n_train = self.attrs.n_records - len(self.held_out)
+        self.held_out = np.arange(n_train, self.attrs.n_records)
         if batch_size > n_train:
             raise ConfigError(
                 f"--batch-size {batch_size} is larger than the store's {n_train} training "
