@@ -26,6 +26,8 @@ from had_cache.runtime import resolve_device
 from had_train import checkpoint, losses
 from had_train.data import PretrainBatches
 from had_train.eval.finetune import EVAL_MODES, EvalConfig, evaluate
+from had_train.eval.metrics import METRICS, summarize
+from had_train.eval.report import format_mean_std
 from had_train.pretrain import (
     HELD_OUT_FILE,
     PretrainConfig,
@@ -135,8 +137,7 @@ def run_ablation(cfg: AblationConfig, progress: bool = True) -> dict[str, Any]:
                 {
                     "arm": arm,
                     "seed": seed,
-                    "mcc": summary["mcc"]["mean"],
-                    "accuracy": summary["accuracy"]["mean"],
+                    **{name: summary[name]["mean"] for name in METRICS},
                     "folds": len(results["folds"]),
                 }
             )
@@ -155,11 +156,6 @@ def run_ablation(cfg: AblationConfig, progress: bool = True) -> dict[str, Any]:
     return report
 
 
-def _mean_std(values: list[float]) -> tuple[float, float | None]:
-    arr = np.asarray(values, dtype=float)
-    return float(arr.mean()), (float(arr.std(ddof=1)) if arr.size > 1 else None)
-
-
 def summarize_arms(
     per_seed: list[dict[str, Any]], held_out: dict[str, Any], arms: tuple[str, ...]
 ) -> list[dict[str, Any]]:
@@ -167,8 +163,7 @@ def summarize_arms(
     rows = []
     for arm in arms:
         mine = [r for r in per_seed if r["arm"] == arm]
-        mcc, mcc_std = _mean_std([r["mcc"] for r in mine])
-        acc, acc_std = _mean_std([r["accuracy"] for r in mine])
+        over_seeds = summarize(mine)
         extra = held_out.get(arm) or {}
         rows.append(
             {
@@ -176,20 +171,16 @@ def summarize_arms(
                 "label": ARM_LABELS[arm],
                 "seeds": len(mine),
                 "folds": mine[0]["folds"],
-                "mcc_mean": mcc,
-                "mcc_std": mcc_std,
-                "accuracy_mean": acc,
-                "accuracy_std": acc_std,
+                "mcc_mean": over_seeds["mcc"]["mean"],
+                "mcc_std": over_seeds["mcc"]["std"],
+                "accuracy_mean": over_seeds["accuracy"]["mean"],
+                "accuracy_std": over_seeds["accuracy"]["std"],
                 "held_out_alignment_cosine": extra.get("alignment_cosine"),
                 "held_out_alignment_r2": extra.get("alignment_r2"),
                 "held_out_reconstruction_accuracy": extra.get("reconstruction_accuracy"),
             }
         )
     return rows
-
-
-def _pm(mean: float, std: float | None) -> str:
-    return f"{mean:.4f}" if std is None else f"{mean:.4f} ± {std:.4f}"
 
 
 def _opt(value: float | None) -> str:
@@ -207,8 +198,8 @@ def write_tables(report: dict[str, Any], out: Path) -> None:
     ]
     for r in rows:
         lines.append(
-            f"| {r['label']} | {_pm(r['mcc_mean'], r['mcc_std'])} | "
-            f"{_pm(r['accuracy_mean'], r['accuracy_std'])} | "
+            f"| {r['label']} | {format_mean_std(r['mcc_mean'], r['mcc_std'])} | "
+            f"{format_mean_std(r['accuracy_mean'], r['accuracy_std'])} | "
             f"{_opt(r['held_out_alignment_cosine'])} | {_opt(r['held_out_alignment_r2'])} | "
             f"{_opt(r['held_out_reconstruction_accuracy'])} | {r['seeds']} × {r['folds']} |"
         )

@@ -9,9 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-
-def pm(mean: float, std: float | None) -> str:
-    return f"{mean:.4f}" if std is None else f"{mean:.4f} ± {std:.4f}"
+from had_train.eval.report import format_mean_std as pm
 
 
 def held_out(run: Path) -> dict:

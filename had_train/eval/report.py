@@ -15,9 +15,13 @@ MAX_TSNE_POINTS = 5000
 SINGLE_THREAD_TSNE_POINTS = 2000
 
 
+def format_mean_std(mean: float, std: float | None) -> str:
+    """`0.1234 ± 0.0056`, or the mean alone when there is no spread (one value)."""
+    return f"{mean:.4f}" if std is None else f"{mean:.4f} ± {std:.4f}"
+
+
 def _mean_std(summary: dict[str, float | None]) -> str:
-    std = summary["std"]
-    return f"{summary['mean']:.4f}" if std is None else f"{summary['mean']:.4f} ± {std:.4f}"
+    return format_mean_std(summary["mean"], summary["std"])
 
 
 def format_table(results: dict[str, Any]) -> str:
