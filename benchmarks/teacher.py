@@ -3,8 +3,8 @@
 The model is a random NT v2 teacher of a published shape (`had_cache.ntv2`), saved as a folder and
 loaded by `had_cache.teacher.load_teacher`, so what is timed is what `had-cache extract` runs:
 remote code, `inference_mode`, equal-length windows without padding or attention mask, SDPA,
-every stored layer returned. Inputs are real windows of the embedded chrX slice, masked as the
-store masks them.
+every stored layer returned. Inputs are real windows of the embedded chrX slice (the teacher
+gate's held-out windows), masked as the store masks them.
 
 MFU counts the matmul FLOPs of one forward pass (projections, gated feed-forward, attention
 scores and values; no LM head, which extraction skips) against a peak: the vendor's dense
@@ -19,7 +19,6 @@ benchmark's dtype (the best of 1,024-4,096 square GEMMs; stated in the output, s
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import sys
 import tempfile
@@ -33,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from had_cache import dna, masking, ntv2, tokenize  # noqa: E402
+from had_cache.gate import gate_windows  # noqa: E402
 from had_cache.teacher import load_teacher, resolve_dtype  # noqa: E402
 
 # Dense (no sparsity) tensor-core peaks in TFLOP/s, from the vendors' data sheets.
@@ -86,15 +86,6 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def real_windows(n: int, window_bp: int) -> np.ndarray:
-    """`n` N-free windows of the embedded chrX slice, spaced 10 kb apart."""
-    with gzip.open(ROOT / "had_cache" / "assets" / "chrX_demo.fa.gz", "rt") as fh:
-        fh.readline()
-        codes = dna.encode("".join(line.strip() for line in fh))
-    starts = 10_000 * np.arange(n)
-    return np.stack([codes[s : s + window_bp] for s in starts])
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -124,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         teacher = load_teacher(str(Path(tmp) / "teacher"), device, dtype, layers)
 
     n_tokens = args.window_bp // dna.K
-    seqs = real_windows(batch, args.window_bp)
+    seqs = gate_windows(batch, args.window_bp)
     mask = masking.group_masks(0, np.arange(batch), n_tokens, 0.15)
     ids = masking.teacher_input(tokenize.kmer_ids(seqs), mask, tokenize.MASK_ID)
 

@@ -12,7 +12,6 @@ against a documented bound, and the numbers are stored with the features (design
 
 from __future__ import annotations
 
-import gzip
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -59,10 +58,9 @@ class GateReport:
 
 def gate_windows(n: int = GATE_WINDOWS, window_bp: int = GATE_WINDOW_BP) -> np.ndarray:
     """`n` non-overlapping N-free windows from the held-out tail of the embedded chrX slice."""
-    with gzip.open(windows.DEMO_FASTA, "rt") as fh:
-        fh.readline()
-        codes = dna.encode("".join(line.strip() for line in fh))
-    tail = codes[HELD_OUT_FROM:]
+    fasta = windows.open_fasta(windows.DEMO_FASTA)  # decompressed once, then read by index
+    (contig,) = fasta.keys()
+    tail = dna.encode(fasta[contig][HELD_OUT_FROM:])
     tiles = tail[: len(tail) // window_bp * window_bp].reshape(-1, window_bp)
     tiles = tiles[~(tiles > 3).any(axis=1)]
     return tiles[np.linspace(0, len(tiles) - 1, n).astype(int)]
