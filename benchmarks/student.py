@@ -2,18 +2,25 @@
 
 Measures, for batch 1 (one sequence of L bases per step):
   * encoder forward + backward tokens/s and peak memory at each --lengths;
-  * time(L = 8,192) / time(L = 1,024) for the paper preset (the issue's goal: <= 9);
+  * time(L = 8,192) / time(L = 1,024) for the paper preset (the issue's goal: <= 9), and the
+    same ratio for its two parts alone: the four Bi-GDN blocks (the preset without its attention
+    block) and the attention block (the preset with only that block), which shows where the
+    growth comes from;
   * the chunked gated delta rule against the step-by-step recurrence at L = 1,020, op alone,
     forward + backward, paper shapes (2 heads of 64; both directions, so batch 2); the goal is
     >= 5x. The same for the selective scan of a d_model-128 Mamba mixer (256 channels, N = 16).
+    On CUDA a third column times the fast kernel (fla, mamba_ssm) when it imports.
 
-Every configuration runs in a fresh subprocess, so one run's allocator state and peak cannot
-leak into the next. Peak memory: on CUDA, torch.cuda.max_memory_allocated minus the memory
-allocated just before the first (warm-up) step; on CPU, the process's peak RSS
+On CPU every configuration runs in a fresh subprocess, so one run's allocator state and peak
+cannot leak into the next; on CUDA they run in one process (the allocator's peak is reset per
+configuration; no repeated CUDA start-up). Peak memory: on CUDA, torch.cuda.max_memory_allocated
+minus the memory allocated just before the first (warm-up) step; on CPU, the process's peak RSS
 (resource.getrusage, over the warm-up and timed steps, which do identical work) minus its RSS
 just before the warm-up step, i.e. activations, gradients and workspace of one step.
+--dtype bfloat16 runs the model steps under bf16 autocast (the ops keep their state in fp32).
 
     python benchmarks/student.py --threads 2 --repeats 3 --json /tmp/student.json
+    python benchmarks/student.py --device cuda --dtype bfloat16      # on a GPU
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -34,8 +42,12 @@ import torch.nn.functional as F
 
 from had_train.model import HadStudentConfig, HadStudentModel, count_parameters
 from had_train.ops import (
+    gated_delta_rule,
+    gated_delta_rule_backend,
     gated_delta_rule_chunked,
     gated_delta_rule_recurrent,
+    selective_scan,
+    selective_scan_backend,
     selective_scan_chunked,
     selective_scan_recurrent,
 )
@@ -44,15 +56,29 @@ GDN_LABEL = "gated delta rule, 2 x 2 heads x 64"
 OPS = (("gdn", GDN_LABEL), ("mamba", "selective scan, 2 x 256 channels x N 16"))
 
 
+MODELS = ("paper", "attention")
+PARTS = {"gdn-blocks": "the 4 Bi-GDN blocks", "attention-block": "the attention block"}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
 def model_config(name: str) -> HadStudentConfig:
-    """The two models: "paper" is the preset; "attention" has five attention blocks with MLP width
-    424, so its encoder is within 0.3% of the paper preset's size (width 384 would be -6.5%)."""
+    """The two models and the paper preset's two parts.
+
+    "paper" is the preset; "attention" has five attention blocks with MLP width 424, so its
+    encoder is within 0.3% of the paper preset's size (width 384 would be -6.5%). "gdn-blocks" is
+    the preset without its attention block, "attention-block" the preset with only that block
+    (each with the embedding and final norm, which cost next to nothing).
+    """
     if name == "paper":
         return HadStudentConfig.from_preset("paper")
     if name == "attention":
         return HadStudentConfig.from_preset(
             "paper", mixers=["attention"] * 5, intermediate_size=424
         )
+    if name == "gdn-blocks":
+        return HadStudentConfig.from_preset("paper", mixers=["gdn"] * 4)
+    if name == "attention-block":
+        return HadStudentConfig.from_preset("paper", mixers=["attention"])
     raise ValueError(f"unknown model {name!r}")
 
 
@@ -102,10 +128,18 @@ def _model_step(spec: dict[str, Any], device: torch.device) -> Callable[[], None
     """Encoder forward + backward on one random sequence of spec["length"] bases."""
     model = HadStudentModel(model_config(spec["model"])).to(device).train()
     ids = torch.randint(0, 4, (1, spec["length"]), device=device)
+    dtype = DTYPES[spec.get("dtype", "float32")]
+    autocast = (
+        nullcontext()
+        if dtype == torch.float32
+        else torch.autocast(device_type=device.type, dtype=dtype)
+    )
 
     def step() -> None:
         model.zero_grad(set_to_none=True)
-        model(ids).square().mean().backward()
+        with autocast:
+            out = model(ids)
+        out.float().square().mean().backward()
 
     return step
 
@@ -120,7 +154,11 @@ def _op_step(spec: dict[str, Any], device: torch.device) -> Callable[[], None]:
         return x.to(device).requires_grad_(True)
 
     if spec["op"] == "gdn":
-        fn = gated_delta_rule_chunked if spec["impl"] == "chunked" else gated_delta_rule_recurrent
+        fn = {
+            "recurrent": gated_delta_rule_recurrent,
+            "chunked": gated_delta_rule_chunked,
+            "kernel": gated_delta_rule,
+        }[spec["impl"]]
         q = F.normalize(torch.randn(2, length, 2, 64, generator=gen), dim=-1).to(device)
         k = F.normalize(torch.randn(2, length, 2, 64, generator=gen), dim=-1).to(device)
         q.requires_grad_(True)
@@ -130,7 +168,11 @@ def _op_step(spec: dict[str, Any], device: torch.device) -> Callable[[], None]:
         beta = torch.rand(2, length, 2, generator=gen).to(device).requires_grad_(True)
         args: tuple[torch.Tensor, ...] = (q, k, v, g, beta)
     elif spec["op"] == "mamba":
-        fn = selective_scan_chunked if spec["impl"] == "chunked" else selective_scan_recurrent
+        fn = {
+            "recurrent": selective_scan_recurrent,
+            "chunked": selective_scan_chunked,
+            "kernel": selective_scan,
+        }[spec["impl"]]
         a = (-torch.arange(1, 17.0)).repeat(256, 1).to(device).requires_grad_(True)
         args = (
             leaf(2, 256, length),
@@ -154,18 +196,33 @@ def _op_step(spec: dict[str, Any], device: torch.device) -> Callable[[], None]:
     return step
 
 
-def worker(spec: dict[str, Any], device: str, threads: int | None, repeats: int) -> None:
-    """Run one configuration and print its result as one JSON line (called in a subprocess)."""
+def measure(spec: dict[str, Any], device: str, threads: int | None, repeats: int) -> dict[str, Any]:
+    """Build and time one configuration in this process."""
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device)
     torch.manual_seed(0)
     step = _model_step(spec, dev) if spec["kind"] == "model" else _op_step(spec, dev)
-    print(json.dumps({**spec, **_measure(step, dev, repeats)}))
+    return {**spec, **_measure(step, dev, repeats)}
+
+
+def run_in_process(spec: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """`measure` here (CUDA); an error (e.g. out of memory) becomes an error entry."""
+    try:
+        result = measure(spec, args.device, args.threads, args.repeats)
+    except Exception as error:  # one failed configuration must not lose the others
+        result = {**spec, "error": f"{type(error).__name__}: {str(error).splitlines()[0]}"}
+    finally:
+        if args.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+    print(f"  {spec}: {result.get('seconds', float('nan')):.4f} s", file=sys.stderr)
+    return result
 
 
 def run_isolated(spec: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """`worker` in a fresh interpreter; a crash (e.g. out of memory) becomes an error entry."""
+    """`measure` in a fresh interpreter (CPU); a crash (e.g. out of memory) becomes an error entry."""
+    if args.device.startswith("cuda"):
+        return run_in_process(spec, args)
     command = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)]
     command += ["--device", args.device, "--repeats", str(args.repeats)]
     if args.threads:
@@ -190,10 +247,15 @@ def _mib(result: dict[str, Any]) -> str:
     return f"{result['peak_bytes'] / 2**20:,.0f}" if "peak_bytes" in result else "-"
 
 
+def _ms(result: dict[str, Any], digits: int = 0) -> str:
+    return f"{result['seconds'] * 1e3:,.{digits}f}" if "seconds" in result else "failed"
+
+
 def report(results: dict[str, Any], args: argparse.Namespace) -> str:
     """The markdown tables and the two goals, from the collected results."""
+    short, long = args.ratio_lengths
     lines = [
-        f"device: {args.device}, threads: {args.threads or 'torch default'}, "
+        f"device: {args.device}, dtype: {args.dtype}, threads: {args.threads or 'torch default'}, "
         f"timed steps: {args.repeats} after 1 warm-up (median), batch 1",
         "",
         "| model | encoder params | L (bases) | fwd+bwd ms | tokens/s | peak MiB |",
@@ -205,26 +267,36 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
             lines.append(f"| {r['model']} | {params} | {r['length']:,} | {r['error']} | - | - |")
             continue
         lines.append(
-            f"| {r['model']} | {params} | {r['length']:,} | {r['seconds'] * 1e3:,.0f} | "
+            f"| {r['model']} | {params} | {r['length']:,} | {_ms(r)} | "
             f"{r['length'] / r['seconds']:,.0f} | {_mib(r)} |"
         )
     lines += [
         "",
-        f"| op (fwd+bwd, L = {args.op_length:,}) | recurrent ms | chunked ms | speed-up |",
+        f"| paper preset, by part | L {short:,} ms | L {long:,} ms | ratio |",
+        "|---|---:|---:|---:|",
     ]
-    lines.append("|---|---:|---:|---:|")
-    for op, pair in results["ops"].items():
-        naive, chunked = pair["recurrent"], pair["chunked"]
-        speedup = _ratio(chunked, naive)
-        if speedup is None:
-            lines.append(f"| {op} | {naive.get('error', '')} | {chunked.get('error', '')} | - |")
-            continue
+    for name, (a, b) in results["ratios"].items():
+        ratio = _ratio(a, b)
+        label = PARTS.get(name, "the whole preset")
         lines.append(
-            f"| {op} | {naive['seconds'] * 1e3:,.1f} | {chunked['seconds'] * 1e3:,.1f} | "
-            f"{speedup:.1f}x |"
+            f"| {label} | {_ms(a)} | {_ms(b)} | {'-' if ratio is None else f'{ratio:.2f}'} |"
         )
-    ratio = results["ratio"]
-    short, long = args.ratio_lengths
+    kernel_column = any("kernel" in impls for impls in results["ops"].values())
+    header = f"| op (fwd+bwd, L = {args.op_length:,}) | recurrent ms | chunked ms | speed-up |"
+    lines += ["", header + (" kernel ms | kernel |" if kernel_column else "")]
+    lines.append("|---|---:|---:|---:|" + ("---:|---|" if kernel_column else ""))
+    for op, impls in results["ops"].items():
+        naive, chunked = impls["recurrent"], impls["chunked"]
+        speedup = _ratio(chunked, naive)
+        row = (
+            f"| {op} | {_ms(naive, 1)} | {_ms(chunked, 1)} | "
+            f"{'-' if speedup is None else f'{speedup:.1f}x'} |"
+        )
+        if kernel_column:
+            kernel = impls.get("kernel", {"error": "not installed"})
+            row += f" {_ms(kernel, 2)} | {kernel.get('backend', kernel.get('error', '-'))} |"
+        lines.append(row)
+    ratio = _ratio(*results["ratios"]["paper"])
     gdn = results["ops"][GDN_LABEL]
     gdn_speedup = _ratio(gdn["chunked"], gdn["recurrent"])
     lines.append("")
@@ -243,9 +315,16 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def _kernel_backends(device: str) -> dict[str, str]:
+    """op -> fast-kernel name, for the ops whose kernel runs on `device` (none on CPU)."""
+    found = {"gdn": gated_delta_rule_backend(device), "mamba": selective_scan_backend(device)}
+    return {op: name for op, name in found.items() if name in ("fla", "mamba_ssm")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", choices=list(DTYPES), default="float32", help="model steps")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--repeats", type=int, default=3, help="timed steps after one warm-up")
     parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384])
@@ -255,37 +334,42 @@ def main() -> None:
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:
-        worker(json.loads(args.worker), args.device, args.threads, args.repeats)
+        result = measure(json.loads(args.worker), args.device, args.threads, args.repeats)
+        print(json.dumps(result))
         return
 
     results: dict[str, Any] = {
-        "params": {
-            m: count_parameters(HadStudentModel(model_config(m))) for m in ("paper", "attention")
-        },
+        "params": {m: count_parameters(HadStudentModel(model_config(m))) for m in MODELS},
         "models": [],
+        "ratios": {},
         "ops": {},
     }
     for name, count in results["params"].items():
         print(f"{name}: {count:,} encoder parameters", file=sys.stderr)
-    for model in ("paper", "attention"):
+
+    def model_run(model: str, length: int) -> dict[str, Any]:
+        spec = {"kind": "model", "model": model, "length": length, "dtype": args.dtype}
+        return run_isolated(spec, args)
+
+    for model in MODELS:
         for length in args.lengths:
-            spec = {"kind": "model", "model": model, "length": length}
-            results["models"].append(run_isolated(spec, args))
+            results["models"].append(model_run(model, length))
     timed = {(r["model"], r["length"]): r for r in results["models"] if "error" not in r}
-    for length in args.ratio_lengths:
-        if ("paper", length) not in timed:
-            spec = {"kind": "model", "model": "paper", "length": length}
-            timed["paper", length] = run_isolated(spec, args)
-    short, long = (timed["paper", n] for n in args.ratio_lengths)
-    results["ratio_runs"] = [short, long]
-    results["ratio"] = _ratio(short, long)
+    for name in ("paper", *PARTS):
+        results["ratios"][name] = [
+            timed.get((name, length)) or model_run(name, length) for length in args.ratio_lengths
+        ]
+    kernels = _kernel_backends(args.device)
     for op, label in OPS:
+        impls = ["recurrent", "chunked"] + (["kernel"] if op in kernels else [])
         results["ops"][label] = {
             impl: run_isolated(
                 {"kind": "op", "op": op, "impl": impl, "length": args.op_length}, args
             )
-            for impl in ("recurrent", "chunked")
+            for impl in impls
         }
+        if op in kernels:
+            results["ops"][label]["kernel"]["backend"] = kernels[op]
     table = report(results, args)
     print(table)
     if args.json:

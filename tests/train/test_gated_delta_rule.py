@@ -16,16 +16,28 @@ from had_train.ops import (
 B, H, DK, DV = 2, 2, 8, 6
 
 
-def make_inputs(length: int, dtype: torch.dtype = torch.float64, seed: int = 0, decay: float = 0.5):
+def make_inputs(
+    length: int,
+    dtype: torch.dtype = torch.float64,
+    seed: int = 0,
+    decay: float = 0.5,
+    dk: int = DK,
+    dv: int = DV,
+):
     """Random q, k (L2-normalised, as the layer feeds them), v, g <= 0, beta in (0, 1), state."""
     gen = torch.Generator().manual_seed(seed)
-    q = F.normalize(torch.randn(B, length, H, DK, generator=gen, dtype=dtype), dim=-1)
-    k = F.normalize(torch.randn(B, length, H, DK, generator=gen, dtype=dtype), dim=-1)
-    v = torch.randn(B, length, H, DV, generator=gen, dtype=dtype)
+    q = F.normalize(torch.randn(B, length, H, dk, generator=gen, dtype=dtype), dim=-1)
+    k = F.normalize(torch.randn(B, length, H, dk, generator=gen, dtype=dtype), dim=-1)
+    v = torch.randn(B, length, H, dv, generator=gen, dtype=dtype)
     g = -decay * torch.rand(B, length, H, generator=gen, dtype=dtype)
     beta = torch.rand(B, length, H, generator=gen, dtype=dtype)
-    state = torch.randn(B, H, DK, DV, generator=gen, dtype=dtype)
+    state = torch.randn(B, H, dk, dv, generator=gen, dtype=dtype)
     return q, k, v, g, beta, state
+
+
+def cuda_inputs(length: int) -> list[torch.Tensor]:
+    """float32 CUDA inputs with the paper's head width (64): Triton kernels tile head dims."""
+    return [x.float().cuda() for x in make_inputs(length, dk=64, dv=64)]
 
 
 def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
@@ -150,13 +162,18 @@ def test_wrong_layout_is_rejected() -> None:
         gated_delta_rule_recurrent(q, k, v.transpose(1, 2), g, beta)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="fla's Triton kernel needs CUDA")
+needs_fla = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="fla imports only with triton, which needs CUDA"
+)
+
+
+@needs_fla
 @pytest.mark.parametrize("with_state", [False, True])
 def test_fla_kernel_matches_reference_on_cuda(with_state: bool) -> None:
     """Forward and backward of fla's chunk_gated_delta_rule against the float32 reference."""
     pytest.importorskip("fla.ops.gated_delta_rule")
     assert gated_delta_rule_backend("cuda") == "fla"
-    inputs = [x.float().cuda() for x in make_inputs(301)]
+    inputs = cuda_inputs(301)
     o_ref, s_ref, g_ref = run_with_grads(gated_delta_rule_recurrent, inputs, with_state)
     o, s, grads = run_with_grads(gated_delta_rule, inputs, with_state)
     assert rel_err(o, o_ref) <= 5e-3
@@ -164,3 +181,27 @@ def test_fla_kernel_matches_reference_on_cuda(with_state: bool) -> None:
     names = ["q", "k", "v", "g", "beta", "initial_state"]
     for name, grad, grad_ref in zip(names, grads, g_ref, strict=False):
         assert rel_err(grad, grad_ref) <= 5e-3, name
+
+
+@needs_fla
+def test_fla_naive_reference_computes_our_recurrence() -> None:
+    """fla's own step-by-step reference (note: beta before g) and ours define the same rule."""
+    naive = pytest.importorskip("fla.ops.gated_delta_rule.naive")
+    q, k, v, g, beta, state = cuda_inputs(301)
+    o, s = gated_delta_rule_recurrent(q, k, v, g, beta, None, state, True)
+    o_fla, s_fla = naive.naive_recurrent_gated_delta_rule(q, k, v, beta, g, None, state, True)
+    assert rel_err(o, o_fla) <= 1e-5
+    assert rel_err(s, s_fla) <= 1e-5
+
+
+@needs_fla
+def test_fla_kernel_in_bfloat16_stays_close_to_reference() -> None:
+    """bf16 q, k, v, beta (what autocast feeds it) against the float32 reference."""
+    pytest.importorskip("fla.ops.gated_delta_rule")
+    q, k, v, g, beta, _ = cuda_inputs(301)
+    o_ref, s_ref = gated_delta_rule_recurrent(q, k, v, g, beta, output_final_state=True)
+    half = [x.bfloat16() for x in (q, k, v)]
+    o, s = gated_delta_rule(*half, g, beta.bfloat16(), output_final_state=True)
+    assert o.dtype == torch.bfloat16
+    assert rel_err(o.float(), o_ref) <= 2e-2
+    assert rel_err(s.float(), s_ref) <= 2e-2

@@ -127,7 +127,12 @@ def test_wrong_layout_is_rejected() -> None:
         selective_scan_chunked(u, delta, a, b, c, delta_bias=bias[:-1])
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="mamba_ssm's kernel needs CUDA")
+needs_mamba_ssm = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="mamba_ssm's kernel needs CUDA"
+)
+
+
+@needs_mamba_ssm
 def test_mamba_ssm_kernel_matches_reference_on_cuda() -> None:
     """Forward and backward of mamba_ssm's selective_scan_fn against the float32 reference."""
     pytest.importorskip("mamba_ssm.ops.selective_scan_interface")
@@ -139,3 +144,32 @@ def test_mamba_ssm_kernel_matches_reference_on_cuda() -> None:
     assert rel_err(s, s_ref) <= 5e-3
     for name, grad, grad_ref in zip(NAMES, grads, g_ref, strict=True):
         assert rel_err(grad, grad_ref) <= 5e-3, name
+
+
+@needs_mamba_ssm
+def test_mamba_ssm_reference_computes_our_recurrence() -> None:
+    """mamba_ssm's own PyTorch reference and ours define the same scan, final state included."""
+    interface = pytest.importorskip("mamba_ssm.ops.selective_scan_interface")
+    u, delta, a, b, c, d, z, bias = (x.float().cuda() for x in make_inputs(301))
+    out, state = selective_scan_recurrent(
+        u, delta, a, b, c, d, z, bias, delta_softplus=True, output_final_state=True
+    )
+    out_ref, state_ref = interface.selective_scan_ref(
+        u, delta, a, b, c, d, z, bias, delta_softplus=True, return_last_state=True
+    )
+    assert rel_err(out, out_ref) <= 1e-5
+    assert rel_err(state, state_ref) <= 1e-5
+
+
+@needs_mamba_ssm
+def test_mamba_ssm_kernel_in_bfloat16_stays_close_to_reference() -> None:
+    """bf16 activations (what autocast feeds it), float32 A and D, against the fp32 reference."""
+    pytest.importorskip("mamba_ssm.ops.selective_scan_interface")
+    u, delta, a, b, c, d, z, bias = (x.float().cuda() for x in make_inputs(301))
+    ref, _ = selective_scan_recurrent(u, delta, a, b, c, d, z, bias, delta_softplus=True)
+    half = [x.bfloat16() for x in (u, delta)]
+    out, _ = selective_scan(
+        *half, a, b.bfloat16(), c.bfloat16(), d, z.bfloat16(), bias, delta_softplus=True
+    )
+    assert out.dtype == torch.bfloat16
+    assert rel_err(out.float(), ref) <= 2e-2

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Every GPU test and benchmark of `had` in one command of under 10 minutes, for a bare GPU
+# machine that can reach nothing (the device tool's H100/H200 image: python3 with a CUDA torch,
+# triton, transformers, nvcc). Stages, in priority order, each bounded by what is left of
+# HAD_GPU_DEADLINE seconds (default 560) and skipped when too little is left:
+#
+#   1. install the carried wheels (.gpu/wheels) into /tmp; mamba-ssm's Python sources beside them
+#   2. compile mamba-ssm's selective-scan kernel for this GPU only, in the background (niced)
+#   3. GPU tests of GDN: fla kernel vs our reference (fp32, bf16), fla's naive reference vs ours
+#   4. teacher benchmark: NTv2-500M shape, bf16 (GPU-bound, so it shares the machine with 2.)
+#   5. after the compile: GPU tests of Mamba and of the whole hybrid on CUDA vs the CPU ops
+#   6. student benchmark (fp32, then bf16 autocast): paper preset vs attention-only, the
+#      8k/1k time ratio by part, recurrent vs chunked vs fast kernel
+#
+# Prepare on a machine with pip access, then run there with .gpu carried:
+#     bash benchmarks/gpu_prepare.sh
+#     bash benchmarks/gpu.sh            # writes $OUT (device tool) or out/gpu/
+# Results: gpu.log (everything), pytest_gdn.log, pytest_mamba.log, mamba_build.log,
+# teacher.json, student_float32.json, student_bfloat16.json. docs/benchmarks.md records them.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+OUT=${OUT:-out/gpu}
+PY=${PYTHON:-python3}
+DEADLINE=${HAD_GPU_DEADLINE:-560}
+SITE=/tmp/had_gpu_site
+BUILD=/tmp/had_mamba_build
+mkdir -p "$OUT"
+exec > >(tee "$OUT/gpu.log") 2>&1
+
+stage() { echo; echo "=== [${SECONDS} s] $*"; }
+# budget CAP: seconds the next stage may take (at most CAP, never past the deadline); 0 = skip
+budget() {
+    local left=$((DEADLINE - SECONDS))
+    if ((left < 20)); then echo 0; elif ((left < $1)); then echo "$left"; else echo "$1"; fi
+}
+run_for() {  # run_for CAP command...: the command under timeout, or a line saying it was skipped
+    local cap
+    cap=$(budget "$1")
+    shift
+    if ((cap == 0)); then echo "SKIPPED (deadline): $*"; return 0; fi
+    timeout "$cap" "$@"
+    local rc=$?
+    ((rc == 124)) && echo "TIMED OUT after ${cap} s: $*"
+    return 0
+}
+
+stage "machine"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+"$PY" -c "import sys, torch, triton, transformers; print('python', sys.version.split()[0], \
+'| torch', torch.__version__, '| triton', triton.__version__, '| transformers', \
+transformers.__version__, '|', torch.cuda.get_device_name())"
+git log -1 --format='had commit %h %s' 2>/dev/null || true
+
+stage "install carried wheels"
+if ! ls .gpu/wheels/*.whl >/dev/null 2>&1; then
+    echo "no .gpu/wheels: run benchmarks/gpu_prepare.sh where pip works, and carry .gpu"
+    exit 2
+fi
+"$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" \
+    .gpu/wheels/*.whl || exit 2
+cp -r .gpu/mamba_ssm/mamba_ssm "$SITE/"
+export PYTHONPATH="$PWD:$SITE:$BUILD" PYTHONUNBUFFERED=1
+
+stage "compile mamba_ssm's selective-scan kernel (background, niced)"
+MAX_JOBS=12 nice -n 19 timeout "$(budget 330)" \
+    "$PY" benchmarks/build_mamba_kernel.py --build-dir "$BUILD" >"$OUT/mamba_build.log" 2>&1 &
+BUILD_PID=$!
+
+stage "GPU tests: gated delta rule (fla)"
+run_for 150 "$PY" -m pytest -q -rs -p no:cacheprovider tests/train/test_gated_delta_rule.py \
+    2>&1 | tee "$OUT/pytest_gdn.log"
+
+stage "teacher benchmark: NTv2-500M shape, bf16"
+run_for 150 "$PY" benchmarks/teacher.py --device cuda --shape ntv2-500m --seconds 15 \
+    --json "$OUT/teacher.json"
+
+stage "wait for the kernel compile"
+wait "$BUILD_PID"
+echo "compile exit status $? (124 = timed out)"
+tail -n 3 "$OUT/mamba_build.log"
+"$PY" -c "from had_train.ops import mixer_backends; print('backends on cuda:', mixer_backends('cuda'))"
+
+stage "GPU tests: selective scan (mamba_ssm), Mamba layer, the hybrid on CUDA"
+run_for 150 "$PY" -m pytest -q -rs -p no:cacheprovider tests/train/test_selective_scan.py \
+    tests/train/test_mamba.py 2>&1 | tee "$OUT/pytest_mamba.log"
+
+for dtype in float32 bfloat16; do
+    stage "student benchmark, $dtype"
+    run_for 180 "$PY" benchmarks/student.py --device cuda --dtype "$dtype" --repeats 5 \
+        --json "$OUT/student_$dtype.json"
+done
+
+stage "done"
