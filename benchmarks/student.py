@@ -19,6 +19,12 @@ minus the memory allocated just before the first (warm-up) step; on CPU, the pro
 just before the warm-up step, i.e. activations, gradients and workspace of one step.
 --dtype bfloat16 runs the model steps under bf16 autocast (the ops keep their state in fp32).
 
+FLOPs of a model step (forward + backward) are counted by torch's FlopCounterMode on the meta
+device, so they are the matmul FLOPs of our PyTorch formulation (chunked GDN; attention as
+QK^T and PV, backward twice the forward, no recomputation), the same on every device; GFLOP/s
+divides them by the measured time. For a part, the FLOP ratio 8k/1k is the time ratio it would
+have if it ran at the same efficiency at both lengths.
+
     python benchmarks/student.py --threads 2 --repeats 3 --json /tmp/student.json
     python benchmarks/student.py --device cuda --dtype bfloat16      # on a GPU
 """
@@ -39,6 +45,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from had_train.model import HadStudentConfig, HadStudentModel, count_parameters
 from had_train.ops import (
@@ -122,6 +129,16 @@ def _measure(step: Callable[[], None], device: torch.device, repeats: int) -> di
         "all_seconds": times,
         "peak_bytes": float(peak - base),
     }
+
+
+def model_flops(model: str, length: int) -> float:
+    """Matmul FLOPs of one forward + backward of `model` on one sequence of `length` bases."""
+    with torch.device("meta"):
+        encoder = HadStudentModel(model_config(model)).train()
+        ids = torch.randint(0, 4, (1, length))
+    with FlopCounterMode(display=False) as counter:
+        encoder(ids).square().mean().backward()
+    return float(counter.get_total_flops())
 
 
 def _model_step(spec: dict[str, Any], device: torch.device) -> Callable[[], None]:
@@ -247,6 +264,16 @@ def _mib(result: dict[str, Any]) -> str:
     return f"{result['peak_bytes'] / 2**20:,.0f}" if "peak_bytes" in result else "-"
 
 
+def _gflop(result: dict[str, Any]) -> str:
+    return f"{result['flops'] / 1e9:,.1f}" if "flops" in result else "-"
+
+
+def _gflops(result: dict[str, Any]) -> str:
+    if "flops" not in result or "seconds" not in result:
+        return "-"
+    return f"{result['flops'] / result['seconds'] / 1e9:,.1f}"
+
+
 def _ms(result: dict[str, Any], digits: int = 0) -> str:
     return f"{result['seconds'] * 1e3:,.{digits}f}" if "seconds" in result else "failed"
 
@@ -258,28 +285,34 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         f"device: {args.device}, dtype: {args.dtype}, threads: {args.threads or 'torch default'}, "
         f"timed steps: {args.repeats} after 1 warm-up (median), batch 1",
         "",
-        "| model | encoder params | L (bases) | fwd+bwd ms | tokens/s | peak MiB |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| model | encoder params | L (bases) | fwd+bwd ms | tokens/s | peak MiB | GFLOP | GFLOP/s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results["models"]:
         params = f"{results['params'][r['model']]:,}"
         if "error" in r:
-            lines.append(f"| {r['model']} | {params} | {r['length']:,} | {r['error']} | - | - |")
+            lines.append(
+                f"| {r['model']} | {params} | {r['length']:,} | {r['error']} | - | - | - | - |"
+            )
             continue
         lines.append(
             f"| {r['model']} | {params} | {r['length']:,} | {_ms(r)} | "
-            f"{r['length'] / r['seconds']:,.0f} | {_mib(r)} |"
+            f"{r['length'] / r['seconds']:,.0f} | {_mib(r)} | {_gflop(r)} | {_gflops(r)} |"
         )
     lines += [
         "",
-        f"| paper preset, by part | L {short:,} ms | L {long:,} ms | ratio |",
-        "|---|---:|---:|---:|",
+        f"| paper preset, by part | L {short:,} ms | L {long:,} ms | time ratio | "
+        f"GFLOP/s at {short:,} / {long:,} | FLOP ratio |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for name, (a, b) in results["ratios"].items():
         ratio = _ratio(a, b)
+        flop_ratio = b["flops"] / a["flops"] if "flops" in a and "flops" in b else None
         label = PARTS.get(name, "the whole preset")
         lines.append(
-            f"| {label} | {_ms(a)} | {_ms(b)} | {'-' if ratio is None else f'{ratio:.2f}'} |"
+            f"| {label} | {_ms(a)} | {_ms(b)} | {'-' if ratio is None else f'{ratio:.2f}'} | "
+            f"{_gflops(a)} / {_gflops(b)} | "
+            f"{'-' if flop_ratio is None else f'{flop_ratio:.2f}'} |"
         )
     kernel_column = any("kernel" in impls for impls in results["ops"].values())
     header = f"| op (fwd+bwd, L = {args.op_length:,}) | recurrent ms | chunked ms | speed-up |"
@@ -331,6 +364,7 @@ def main() -> None:
     parser.add_argument("--ratio-lengths", type=int, nargs=2, default=[1024, 8192])
     parser.add_argument("--op-length", type=int, default=1020)
     parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--no-flops", action="store_true", help="skip the FLOP counts")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:
@@ -349,7 +383,10 @@ def main() -> None:
 
     def model_run(model: str, length: int) -> dict[str, Any]:
         spec = {"kind": "model", "model": model, "length": length, "dtype": args.dtype}
-        return run_isolated(spec, args)
+        result = run_isolated(spec, args)
+        if not args.no_flops:
+            result["flops"] = model_flops(model, length)
+        return result
 
     for model in MODELS:
         for length in args.lengths:

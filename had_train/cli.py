@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import click
 
@@ -14,6 +16,7 @@ from had_train.pretrain import RESUMABLE_OVERRIDES, PretrainConfig, load_run_con
 
 RUNS_DIR = Path("runs")
 _DEFAULTS = PretrainConfig(cache="", out="")
+F = TypeVar("F", bound=Callable[..., object])
 
 
 def default_run_dir(cache: Path) -> Path:
@@ -46,6 +49,135 @@ def _d(name: str) -> object:
     return getattr(_DEFAULTS, name)
 
 
+# The pretraining recipe's options, defined once: `pretrain` takes them all, `ablate` the
+# ones its arms share.
+RECIPE_OPTIONS = {
+    "preset": click.option(
+        "--preset",
+        default=_d("preset"),
+        show_default=True,
+        help="Student architecture preset: `paper` (~1.1M-parameter Bi-GDN + attention hybrid) or `tiny` (tests).",
+    ),
+    "steps": click.option(
+        "--steps",
+        type=int,
+        default=_d("steps"),
+        show_default=True,
+        help="Optimizer steps (the paper: 10k).",
+    ),
+    "batch_size": click.option(
+        "--batch-size",
+        type=int,
+        default=_d("batch_size"),
+        show_default=True,
+        help="Windows per step (the Caduceus 1k recipe: 1024; use ~16 on a CPU).",
+    ),
+    "grad_accum": click.option(
+        "--grad-accum",
+        type=int,
+        default=_d("grad_accum"),
+        show_default=True,
+        help="Split each batch into this many micro-batches to save memory.",
+    ),
+    "lr": click.option(
+        "--lr", type=float, default=_d("lr"), show_default=True, help="Peak learning rate (AdamW)."
+    ),
+    "warmup_frac": click.option(
+        "--warmup-frac",
+        type=float,
+        default=_d("warmup_frac"),
+        show_default=True,
+        help="Share of steps for linear warm-up before cosine decay.",
+    ),
+    "weight_decay": click.option(
+        "--weight-decay", type=float, default=_d("weight_decay"), show_default=True
+    ),
+    "grad_clip": click.option(
+        "--grad-clip", type=float, default=_d("grad_clip"), show_default=True
+    ),
+    "align_weight": click.option(
+        "--align-weight",
+        "align_weight",
+        type=float,
+        default=_d("align_weight"),
+        show_default=True,
+        help="λ: weight of the alignment loss against reconstruction (not published; ours).",
+    ),
+    "objective": click.option(
+        "--objective",
+        type=click.Choice(losses.OBJECTIVES),
+        default=_d("objective"),
+        show_default=True,
+        help="had = alignment + reconstruction; mlm = reconstruction only; distill = alignment only (everything else identical, for ablations).",
+    ),
+    "teacher_layer": click.option(
+        "--teacher-layer",
+        type=int,
+        default=None,
+        help="Which stored teacher layer to align to (hidden_states index, negative from the end). [default: the deepest layer in the store]",
+    ),
+    "seed": click.option(
+        "--seed",
+        type=int,
+        default=_d("seed"),
+        show_default=True,
+        help="Pretraining seed: initialisation and data order.",
+    ),
+    "save_every": click.option(
+        "--save-every",
+        type=int,
+        default=_d("save_every"),
+        show_default=True,
+        help="Checkpoint every K steps (and always at the end).",
+    ),
+    "keep_last": click.option(
+        "--keep-last",
+        type=int,
+        default=_d("keep_last"),
+        show_default=True,
+        help="Complete checkpoints to keep.",
+    ),
+    "log_every": click.option(
+        "--log-every",
+        type=int,
+        default=_d("log_every"),
+        show_default=True,
+        help="Write a losses.csv row every K steps.",
+    ),
+    "holdout_chunks": click.option(
+        "--holdout-chunks",
+        type=int,
+        default=_d("holdout_chunks"),
+        show_default=True,
+        help="Never train on the store's last K chunks; score alignment cosine and reconstruction on them at the end (held_out.json).",
+    ),
+    "workers": click.option(
+        "--workers",
+        type=int,
+        default=_d("workers"),
+        show_default=True,
+        help="Loader processes that read and decode the store ahead of training (the batch order does not depend on it).",
+    ),
+    "device": click.option(
+        "--device",
+        default=_d("device"),
+        show_default=True,
+        help="auto (cuda if present, else cpu), cpu, cuda, cuda:1, ...",
+    ),
+}
+
+
+def recipe_options(*names: str) -> Callable[[F], F]:
+    """Apply RECIPE_OPTIONS[name] for each name, in this order in --help."""
+
+    def apply(command: F) -> F:
+        for name in reversed(names):
+            command = RECIPE_OPTIONS[name](command)
+        return command
+
+    return apply
+
+
 @main.command("pretrain")
 @click.option(
     "--cache",
@@ -64,113 +196,25 @@ def _d(name: str) -> object:
     is_flag=True,
     help="Continue the run in --out from its latest complete checkpoint (its saved options apply; --steps may be raised).",
 )
-@click.option(
-    "--preset",
-    default=_d("preset"),
-    show_default=True,
-    help="Student architecture preset: `paper` (~1.1M-parameter Bi-GDN + attention hybrid) or `tiny` (tests).",
-)
-@click.option(
-    "--steps",
-    type=int,
-    default=_d("steps"),
-    show_default=True,
-    help="Optimizer steps (the paper: 10k).",
-)
-@click.option(
-    "--batch-size",
-    type=int,
-    default=_d("batch_size"),
-    show_default=True,
-    help="Windows per step (the Caduceus 1k recipe: 1024; use ~16 on a CPU).",
-)
-@click.option(
-    "--grad-accum",
-    type=int,
-    default=_d("grad_accum"),
-    show_default=True,
-    help="Split each batch into this many micro-batches to save memory.",
-)
-@click.option(
-    "--lr", type=float, default=_d("lr"), show_default=True, help="Peak learning rate (AdamW)."
-)
-@click.option(
-    "--warmup-frac",
-    type=float,
-    default=_d("warmup_frac"),
-    show_default=True,
-    help="Share of steps for linear warm-up before cosine decay.",
-)
-@click.option("--weight-decay", type=float, default=_d("weight_decay"), show_default=True)
-@click.option("--grad-clip", type=float, default=_d("grad_clip"), show_default=True)
-@click.option(
-    "--align-weight",
+@recipe_options(
+    "preset",
+    "steps",
+    "batch_size",
+    "grad_accum",
+    "lr",
+    "warmup_frac",
+    "weight_decay",
+    "grad_clip",
     "align_weight",
-    type=float,
-    default=_d("align_weight"),
-    show_default=True,
-    help="λ: weight of the alignment loss against reconstruction (not published; ours).",
-)
-@click.option(
-    "--objective",
-    type=click.Choice(losses.OBJECTIVES),
-    default=_d("objective"),
-    show_default=True,
-    help="had = alignment + reconstruction; mlm = reconstruction only; distill = alignment only (everything else identical, for ablations).",
-)
-@click.option(
-    "--teacher-layer",
-    type=int,
-    default=None,
-    help="Which stored teacher layer to align to (hidden_states index, negative from the end). [default: the deepest layer in the store]",
-)
-@click.option(
-    "--seed",
-    type=int,
-    default=_d("seed"),
-    show_default=True,
-    help="Initialisation and data-order seed.",
-)
-@click.option(
-    "--save-every",
-    type=int,
-    default=_d("save_every"),
-    show_default=True,
-    help="Checkpoint every K steps (and always at the end).",
-)
-@click.option(
-    "--keep-last",
-    type=int,
-    default=_d("keep_last"),
-    show_default=True,
-    help="Complete checkpoints to keep.",
-)
-@click.option(
-    "--log-every",
-    type=int,
-    default=_d("log_every"),
-    show_default=True,
-    help="Write a losses.csv row every K steps.",
-)
-@click.option(
-    "--holdout-chunks",
-    type=int,
-    default=_d("holdout_chunks"),
-    show_default=True,
-    help="Never train on the store's last K chunks; score alignment cosine and reconstruction on them at the end (held_out.json).",
-)
-@click.option(
-    "--workers",
-    type=int,
-    default=_d("workers"),
-    show_default=True,
-    help="Loader processes that read and decode the store ahead of training (the batch order does not depend on it).",
-)
-@click.option(
-    "--device",
-    default=_d("device"),
-    show_default=True,
-    help="auto (cuda if present, else cpu), cpu, cuda, cuda:1, ...",
+    "objective",
+    "teacher_layer",
+    "seed",
+    "save_every",
+    "keep_last",
+    "log_every",
+    "holdout_chunks",
+    "workers",
+    "device",
 )
 @click.pass_context
 @exit_on_had_error
@@ -324,14 +368,13 @@ def eval_cmd(
     help="finetune encoder + head, or a linear probe of the frozen encoder.",
 )
 @click.option("--epochs", type=int, default=10, show_default=True, help="Fine-tuning epochs.")
-@click.option("--eval-batch-size", type=int, default=64, show_default=True)
-@click.option("--eval-lr", type=float, default=1e-3, show_default=True)
-@click.option("--preset", default=_d("preset"), show_default=True)
-@click.option("--steps", type=int, default=_d("steps"), show_default=True)
-@click.option("--batch-size", type=int, default=_d("batch_size"), show_default=True)
-@click.option("--lr", type=float, default=_d("lr"), show_default=True)
-@click.option("--align-weight", type=float, default=_d("align_weight"), show_default=True)
-@click.option("--teacher-layer", type=int, default=None)
+@click.option(
+    "--eval-batch-size", type=int, default=64, show_default=True, help="Fine-tuning batch size."
+)
+@click.option(
+    "--eval-lr", type=float, default=1e-3, show_default=True, help="Fine-tuning learning rate."
+)
+@recipe_options("preset", "steps", "batch_size", "lr", "align_weight", "teacher_layer")
 @click.option(
     "--holdout-chunks",
     type=int,
@@ -339,9 +382,7 @@ def eval_cmd(
     show_default=True,
     help="Store chunks no arm trains on; alignment cosine and reconstruction are scored there.",
 )
-@click.option("--seed", type=int, default=_d("seed"), show_default=True, help="Pretraining seed.")
-@click.option("--save-every", type=int, default=_d("save_every"), show_default=True)
-@click.option("--device", default=_d("device"), show_default=True)
+@recipe_options("seed", "save_every", "device")
 @exit_on_had_error
 def ablate_cmd(
     cache: Path,

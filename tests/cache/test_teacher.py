@@ -140,3 +140,17 @@ def test_gate_refuses_a_teacher_whose_passes_disagree(tiny_teacher: Path) -> Non
     teacher.model.lm_head = noisy
     with pytest.raises(TeacherError, match="two forward passes .* differ"):
         gate.check_teacher(teacher, 0.0)
+
+
+def test_the_shipped_demo_teacher_carries_the_current_code_and_tokenizer(tmp_path: Path) -> None:
+    """`--teacher demo` runs the code copied into its folder, as NT's checkpoints ship theirs: a
+    fix to had_cache/ntv2 or to the tokenizer files must reach the committed checkpoint too
+    (rerun scripts/train_demo_teacher.py, or copy the files, when this fails)."""
+    from had_cache.teacher import DEMO_TEACHER_DIR
+
+    tokenize.save_tokenizer(tmp_path)
+    expected = {name: Path(ntv2.__file__).parent / name for name in ntv2.REMOTE_CODE_FILES}
+    expected |= {p.name: p for p in tmp_path.iterdir()}
+    for name, source in expected.items():
+        shipped = DEMO_TEACHER_DIR / name
+        assert shipped.read_bytes() == source.read_bytes(), f"{shipped} differs from {source}"
