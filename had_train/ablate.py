@@ -24,7 +24,7 @@ from had_cache.errors import ConfigError
 from had_cache.provenance import provenance
 from had_cache.runtime import resolve_device
 from had_train import checkpoint, losses
-from had_train.data import PretrainBatches
+from had_train.data import PretrainBatches, store_fingerprint
 from had_train.eval.finetune import EVAL_MODES, EvalConfig, evaluate
 from had_train.eval.metrics import METRICS, summarize
 from had_train.eval.report import format_mean_std
@@ -149,7 +149,7 @@ def run_ablation(cfg: AblationConfig, progress: bool = True) -> dict[str, Any]:
         "per_seed": per_seed,
         "provenance": provenance(
             seeds={"pretrain_seed": base.seed, "eval_seeds": list(cfg.seeds)},
-            inputs={"store_fingerprint": PretrainBatches(cfg.cache, 1).attrs.fingerprint()},
+            inputs={"store_fingerprint": store_fingerprint(cfg.cache)},
         ),
     }
     write_tables(report, out)

@@ -66,6 +66,11 @@ def epoch_order(
     return np.concatenate(parts)
 
 
+def store_fingerprint(store: Path | str) -> str:
+    """The store's identity for provenance records (sha256 of its defining attributes)."""
+    return CacheReader(store).attrs.fingerprint()
+
+
 class PretrainBatches:
     """Batches of step `start_step` onwards, forever (epochs roll over)."""
 
