@@ -303,6 +303,12 @@ def pretrain_cmd(
     show_default=True,
     help="finetune = train encoder and head; linear = frozen encoder, logistic regression on its embeddings (fast probe).",
 )
+@click.option(
+    "--attention-window",
+    type=int,
+    default=None,
+    help="Let the attention block attend within blocks of this many bases: linear cost for long sequences, identical for shorter ones; not in the paper. [default: global attention]",
+)
 @click.option("--no-tsne", is_flag=True, help="Skip the t-SNE figure.")
 @click.option("--device", default="auto", show_default=True)
 @click.option(

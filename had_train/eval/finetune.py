@@ -61,6 +61,8 @@ class EvalConfig:
     k-fold cross-validation. `preset` is used only without a checkpoint (random init); with a
     checkpoint the architecture comes from the checkpoint's own config. `max_len` crops longer
     sequences around their centre (tasks are usually centred on the feature they label).
+    `attention_window` overrides the architecture's (checkpoint's or preset's) attention window:
+    the same weights attend within blocks of that many bases, at linear cost for long inputs.
     """
 
     task: str = "splice"
@@ -78,9 +80,12 @@ class EvalConfig:
     preset: str = "paper"
     tsne: bool = True
     mode: str = "finetune"
+    attention_window: int | None = None
 
     def validate(self) -> None:
         """Reject options that cannot work, before any data is read or model built."""
+        if self.attention_window is not None and self.attention_window < 1:
+            raise ConfigError(f"attention_window must be >= 1, got {self.attention_window}")
         if self.folds < 0 or self.folds == 1:
             raise ConfigError(f"folds must be 0 (one split) or >= 2, got {self.folds}")
         if self.folds == 0 and not 0.0 < self.test_frac < 1.0:
@@ -168,6 +173,8 @@ def build_model(
         "id2label": dict(enumerate(data.class_names)),
         "label2id": {name: i for i, name in enumerate(data.class_names)},
     }
+    if cfg.attention_window is not None:
+        labels["attention_window"] = cfg.attention_window
     torch.manual_seed(seed)  # the head's (and, for the baseline, the encoder's) initial weights
     if model_dir is None:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -45,9 +46,37 @@ class MultiHeadAttention(nn.Module):
 
 
 class SelfAttentionMixer(MultiHeadAttention):
-    """The encoder's attention mixer: self-attention with padded keys masked out."""
+    """The encoder's attention mixer: self-attention with padded keys masked out.
+
+    With `window` W, a sequence longer than W is cut into blocks of W bases from position 0,
+    each attending within itself (linear cost in L). Blocks start at 0 in every row, so a
+    sequence sees the same blocks alone and in a padded batch.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, window: int | None = None) -> None:
+        super().__init__(d_model, num_heads)
+        self.window = window
 
     def forward(  # type: ignore[override]
         self, x: Tensor, attention_mask: Tensor | None = None
     ) -> Tensor:
-        return super().forward(x, key_mask=attention_mask)
+        window, (batch, length, d_model) = self.window, x.shape
+        if window is None or length <= window:
+            return super().forward(x, key_mask=attention_mask)
+        n_blocks = -(-length // window)
+        pad = n_blocks * window - length
+        valid = (
+            x.new_ones(batch, length, dtype=torch.bool)
+            if attention_mask is None
+            else attention_mask.bool()
+        )
+        blocks = F.pad(x, (0, 0, 0, pad)).reshape(batch * n_blocks, window, d_model)
+        key_mask = F.pad(valid, (0, pad)).reshape(batch * n_blocks, window)
+        # a block of padding only has no key to attend to: torch >= 2.5 returns zeros there, older
+        # versions NaN, which the bidirectional wrapper's zeroing (NaN * 0) would not remove. Let
+        # such a block attend to its own padding; its outputs are padding and reach no valid one.
+        key_mask = key_mask | ~key_mask.any(dim=-1, keepdim=True)
+        if attention_mask is None and not pad:
+            key_mask = None
+        out = super().forward(blocks, key_mask=key_mask)
+        return out.reshape(batch, n_blocks * window, d_model)[:, :length]

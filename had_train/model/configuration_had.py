@@ -66,6 +66,10 @@ class HadStudentConfig(PretrainedConfig):
         decoder: reconstruction decoder, "cross_attention" (masked positions attend to visible
             ones, CrossMAE-like) or "linear" (a Linear on masked positions' features).
         decoder_heads: heads of the cross-attention decoder.
+        attention_window: None (default, the paper): the "attention" blocks attend over the whole
+            sequence, so their cost grows as L^2. An integer W splits longer sequences into
+            blocks of W bases (from position 0) that attend within themselves: identical to
+            global attention for L <= W, linear in L beyond. Not in the paper; for long inputs.
         initializer_range: std of the normal init of Linear, Conv1d and Embedding weights.
         num_labels: (a standard `PretrainedConfig` keyword) classes of the classification head.
     """
@@ -93,6 +97,7 @@ class HadStudentConfig(PretrainedConfig):
         group_size: int = 6,
         decoder: str = "cross_attention",
         decoder_heads: int = 4,
+        attention_window: int | None = None,
         initializer_range: float = 0.02,
         **kwargs: Any,
     ) -> None:
@@ -108,6 +113,10 @@ class HadStudentConfig(PretrainedConfig):
             raise ValueError(f"unknown decoder {decoder!r}; allowed: {', '.join(ALLOWED_DECODERS)}")
         if "attention" in mixers and d_model % num_heads:
             raise ValueError(f"d_model={d_model} must be divisible by num_heads={num_heads}")
+        if attention_window is not None and attention_window < 1:
+            raise ValueError(
+                f"attention_window must be a positive number of bases or None, got {attention_window}"
+            )
         if decoder == "cross_attention" and d_model % decoder_heads:
             raise ValueError(
                 f"d_model={d_model} must be divisible by decoder_heads={decoder_heads}"
@@ -132,6 +141,7 @@ class HadStudentConfig(PretrainedConfig):
         self.group_size = group_size
         self.decoder = decoder
         self.decoder_heads = decoder_heads
+        self.attention_window = attention_window
         self.initializer_range = initializer_range
         super().__init__(pad_token_id=pad_token_id, **kwargs)
 

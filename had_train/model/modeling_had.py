@@ -73,7 +73,9 @@ class HadStudentBlock(nn.Module):
             )
             self.mixer = Bidirectional(layer) if config.bidirectional else layer
         elif mixer == "attention":
-            self.mixer = SelfAttentionMixer(config.d_model, config.num_heads)
+            self.mixer = SelfAttentionMixer(
+                config.d_model, config.num_heads, config.attention_window
+            )
         else:  # the config validates names; this guards a config mutated after construction
             raise ValueError(f"unknown mixer {mixer!r}")
         self.mlp_norm = RMSNorm(config.d_model, config.norm_eps)

@@ -112,6 +112,7 @@ def test_splits_are_stratified_deterministic_and_cover_the_set() -> None:
         (EvalConfig(folds=1), "folds must be 0"),
         (EvalConfig(test_frac=1.0), "test_frac"),
         (EvalConfig(epochs=0), "epochs"),
+        (EvalConfig(attention_window=0), "attention_window"),
         (EvalConfig(max_len=0), "max_len"),
         (EvalConfig(device="tpu:7"), "device"),
         (EvalConfig(preset="huge", task="splice"), "unknown preset 'huge'"),
@@ -185,6 +186,10 @@ def test_pretrained_encoder_loads_and_a_broken_one_is_refused(
     assert model.config.num_labels == 3 and model.config.id2label[0] == "EI"
     encoder = pretrained.had.state_dict()
     assert all(torch.equal(v, model.had.state_dict()[k]) for k, v in encoder.items())
+    assert model.config.attention_window is None
+    windowed = build_model(tmp_path, data, EvalConfig(attention_window=16), seed=0)
+    assert windowed.config.attention_window == 16
+    assert windowed.had.layers[-1].mixer.window == 16
 
     weights = load_file(tmp_path / "model.safetensors")
     del weights["had.norm.weight"]

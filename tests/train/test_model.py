@@ -15,6 +15,7 @@ from had_train.model import (
     HadStudentModel,
     count_parameters,
 )
+from had_train.model.attention import SelfAttentionMixer
 from had_train.model.gated_deltanet import ShortConvolution
 from tests.train.padding import assert_padding_invariant, random_ids
 
@@ -50,6 +51,28 @@ def test_padded_batch_equals_each_sequence_alone() -> None:
         torch.testing.assert_close(
             pooled[1], model(seqs[1][None]).mean(dim=1)[0], rtol=1e-5, atol=1e-5
         )
+
+
+def test_windowed_attention_attends_within_blocks_from_position_zero() -> None:
+    """attention_window W: identical to global attention up to W bases; beyond, each block of
+    W bases (the last one shorter) is attended exactly as if it were a sequence of its own."""
+    torch.manual_seed(0)
+    windowed = SelfAttentionMixer(32, 2, window=16)
+    full = SelfAttentionMixer(32, 2)
+    full.load_state_dict(windowed.state_dict())
+    x = torch.randn(2, 40, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(windowed(x[:, :16]), full(x[:, :16]), rtol=0, atol=0)
+        blocks = torch.cat([full(x[:, i : i + 16]) for i in range(0, 40, 16)], dim=1)
+        torch.testing.assert_close(windowed(x), blocks, rtol=1e-6, atol=1e-6)
+
+
+def test_windowed_attention_keeps_the_padding_contract() -> None:
+    """Padded batches whose rows end in different blocks, one row shorter than a window and
+    blocks of padding only, give each sequence's output alone."""
+    torch.manual_seed(0)
+    model = HadStudentModel(tiny_config(attention_window=8)).eval()
+    assert_padding_invariant(model, [5, 30, 17, 8, 1], torch.Generator().manual_seed(3))
 
 
 def test_all_ones_mask_equals_no_mask() -> None:
@@ -214,6 +237,9 @@ def test_config_validation_and_presets() -> None:
         HadStudentConfig(mixers=["lstm"])
     with pytest.raises(ValueError, match="available"):
         HadStudentConfig.from_preset("huge")
+    with pytest.raises(ValueError, match="attention_window"):
+        HadStudentConfig(attention_window=0)
+    assert HadStudentConfig.from_preset("paper").attention_window is None  # global, as published
     config = HadStudentConfig.from_preset("paper", teacher_hidden_size=512)
     assert config.teacher_hidden_size == 512 and config.model_type == "had_student"
     assert (config.vocab_size, config.mask_token_id, config.pad_token_id) == (7, 5, 6)
