@@ -112,8 +112,10 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _measure(step: Callable[[], None], device: torch.device, repeats: int) -> dict[str, Any]:
-    """One warm-up step, then `repeats` timed steps; median seconds and peak step memory."""
+def _measure(
+    step: Callable[[], None], device: torch.device, repeats: int, stat: str = "median"
+) -> dict[str, Any]:
+    """One warm-up step, then `repeats` timed steps; their median (or min) and peak memory."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
@@ -129,7 +131,7 @@ def _measure(step: Callable[[], None], device: torch.device, repeats: int) -> di
         times.append(time.perf_counter() - start)
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else _peak_rss_bytes()
     return {
-        "seconds": statistics.median(times),
+        "seconds": min(times) if stat == "min" else statistics.median(times),
         "all_seconds": times,
         "peak_bytes": float(peak - base),
     }
@@ -217,20 +219,22 @@ def _op_step(spec: dict[str, Any], device: torch.device) -> Callable[[], None]:
     return step
 
 
-def measure(spec: dict[str, Any], device: str, threads: int | None, repeats: int) -> dict[str, Any]:
+def measure(
+    spec: dict[str, Any], device: str, threads: int | None, repeats: int, stat: str = "median"
+) -> dict[str, Any]:
     """Build and time one configuration in this process."""
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device)
     torch.manual_seed(0)
     step = _model_step(spec, dev) if spec["kind"] == "model" else _op_step(spec, dev)
-    return {**spec, **_measure(step, dev, repeats)}
+    return {**spec, **_measure(step, dev, repeats, stat)}
 
 
 def run_in_process(spec: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """`measure` here (CUDA); an error (e.g. out of memory) becomes an error entry."""
     try:
-        result = measure(spec, args.device, args.threads, args.repeats)
+        result = measure(spec, args.device, args.threads, args.repeats, args.stat)
     except Exception as error:  # one failed configuration must not lose the others
         result = {**spec, "error": f"{type(error).__name__}: {str(error).splitlines()[0]}"}
     finally:
@@ -245,7 +249,7 @@ def run_isolated(spec: dict[str, Any], args: argparse.Namespace) -> dict[str, An
     if args.device.startswith("cuda"):
         return run_in_process(spec, args)
     command = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)]
-    command += ["--device", args.device, "--repeats", str(args.repeats)]
+    command += ["--device", args.device, "--repeats", str(args.repeats), "--stat", args.stat]
     if args.threads:
         command += ["--threads", str(args.threads)]
     proc = subprocess.run(command, capture_output=True, text=True)
@@ -287,7 +291,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
     short, long = args.ratio_lengths
     lines = [
         f"device: {args.device}, dtype: {args.dtype}, threads: {args.threads or 'torch default'}, "
-        f"timed steps: {args.repeats} after 1 warm-up (median), batch 1",
+        f"timed steps: {args.repeats} after 1 warm-up ({args.stat}), batch 1",
         "",
         "| model | encoder params | L (bases) | fwd+bwd ms | tokens/s | peak MiB | GFLOP | GFLOP/s |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -364,6 +368,12 @@ def main() -> None:
     parser.add_argument("--dtype", choices=list(DTYPES), default="float32", help="model steps")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--repeats", type=int, default=3, help="timed steps after one warm-up")
+    parser.add_argument(
+        "--stat",
+        choices=["median", "min"],
+        default="median",
+        help="summary of the timed steps; min resists other load on a shared machine",
+    )
     parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384])
     parser.add_argument("--ratio-lengths", type=int, nargs=2, default=[1024, 8192])
     parser.add_argument("--op-length", type=int, default=1020)
@@ -372,7 +382,9 @@ def main() -> None:
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:
-        result = measure(json.loads(args.worker), args.device, args.threads, args.repeats)
+        result = measure(
+            json.loads(args.worker), args.device, args.threads, args.repeats, args.stat
+        )
         print(json.dumps(result))
         return
 
