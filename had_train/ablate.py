@@ -128,6 +128,7 @@ def run_ablation(cfg: AblationConfig, progress: bool = True) -> dict[str, Any]:
                     batch_size=cfg.eval_batch_size,
                     lr=cfg.eval_lr,
                     preset=base.preset,
+                    mixers=base.mixers,
                     device=base.device,
                     tsne=False,
                 )

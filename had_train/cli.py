@@ -58,6 +58,11 @@ RECIPE_OPTIONS = {
         show_default=True,
         help="Student architecture preset: `paper` (~1.1M-parameter Bi-GDN + attention hybrid) or `tiny` (tests).",
     ),
+    "mixers": click.option(
+        "--mixers",
+        default=None,
+        help="Replace the preset's stack, one mixer per block: gdn, mamba or attention, comma-separated (e.g. mamba,mamba,mamba,mamba,attention). [default: the preset's, paper = gdn,gdn,gdn,gdn,attention]",
+    ),
     "steps": click.option(
         "--steps",
         type=int,
@@ -198,6 +203,7 @@ def recipe_options(*names: str) -> Callable[[F], F]:
 )
 @recipe_options(
     "preset",
+    "mixers",
     "steps",
     "batch_size",
     "grad_accum",
@@ -297,6 +303,11 @@ def pretrain_cmd(
     "--preset", default="paper", show_default=True, help="Architecture for --checkpoint none."
 )
 @click.option(
+    "--mixers",
+    default=None,
+    help="With --checkpoint none: replace the preset's stack (comma-separated gdn, mamba, attention).",
+)
+@click.option(
     "--mode",
     type=click.Choice(["finetune", "linear"]),
     default="finetune",
@@ -380,7 +391,7 @@ def eval_cmd(
 @click.option(
     "--eval-lr", type=float, default=1e-3, show_default=True, help="Fine-tuning learning rate."
 )
-@recipe_options("preset", "steps", "batch_size", "lr", "align_weight", "teacher_layer")
+@recipe_options("preset", "mixers", "steps", "batch_size", "lr", "align_weight", "teacher_layer")
 @click.option(
     "--holdout-chunks",
     type=int,

@@ -24,7 +24,12 @@ from had_cache.provenance import provenance
 from had_cache.runtime import resolve_device
 from had_train import checkpoint, losses
 from had_train.data import PretrainBatches
-from had_train.model import HadStudentConfig, HadStudentForPretraining, count_parameters
+from had_train.model import (
+    HadStudentConfig,
+    HadStudentForPretraining,
+    count_parameters,
+    parse_mixers,
+)
 from had_train.ops import mixer_backends
 from had_train.schedule import warmup_cosine
 
@@ -46,6 +51,7 @@ class PretrainConfig:
     cache: str
     out: str
     preset: str = "paper"
+    mixers: str | None = None
     steps: int = 10_000
     batch_size: int = 1024
     grad_accum: int = 1
@@ -96,6 +102,7 @@ def validate(cfg: PretrainConfig) -> None:
         raise ConfigError(
             f"--objective must be one of {', '.join(losses.OBJECTIVES)}, got {cfg.objective!r}"
         )
+    student_config(cfg)  # an unknown preset or mixer fails before the store is read
 
 
 def load_run_config(run_dir: Path) -> PretrainConfig:
@@ -105,13 +112,21 @@ def load_run_config(run_dir: Path) -> PretrainConfig:
     return PretrainConfig(**json.loads(path.read_text()))
 
 
+def student_config(cfg: PretrainConfig, hidden_size: int = 1024) -> HadStudentConfig:
+    """The preset, with --mixers replacing its stack when given; a bad name is a ConfigError."""
+    overrides: dict[str, Any] = {"teacher_hidden_size": hidden_size}
+    if cfg.mixers is not None:
+        overrides["mixers"] = parse_mixers(cfg.mixers)
+    try:
+        return HadStudentConfig.from_preset(cfg.preset, **overrides)
+    except (KeyError, ValueError) as err:
+        given = f"--preset {cfg.preset!r}" + (f" --mixers {cfg.mixers!r}" if cfg.mixers else "")
+        raise ConfigError(f"{given}: {err}") from err
+
+
 def build_model(cfg: PretrainConfig, hidden_size: int) -> HadStudentForPretraining:
     torch.manual_seed(cfg.seed)
-    try:
-        config = HadStudentConfig.from_preset(cfg.preset, teacher_hidden_size=hidden_size)
-    except (KeyError, ValueError) as err:
-        raise ConfigError(f"--preset {cfg.preset!r}: {err}") from err
-    return HadStudentForPretraining(config)
+    return HadStudentForPretraining(student_config(cfg, hidden_size))
 
 
 def _open_loss_log(run_dir: Path, resume_step: int) -> tuple[Any, Any]:
@@ -184,7 +199,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
     prov.write_text(json.dumps([*starts, record | {"start_step": start}], indent=2))
 
     tqdm.write(
-        f"student: {count_parameters(model.had):,} encoder parameters ({cfg.preset}); "
+        f"student: {count_parameters(model.had):,} encoder parameters ({cfg.preset}: "
+        f"{','.join(model.config.mixers)}); "
         + " ".join(
             f"{m}={b}" for m, b in mixer_backends(device).items() if m in model.config.mixers
         )

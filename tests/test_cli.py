@@ -106,6 +106,11 @@ def test_extract_pretrain_eval(
             "Pass --min-teacher-accuracy 0 to extract anyway",
         ),
         (had_train, ["pretrain", "--cache", "missing.zarr"], "store not found"),
+        (
+            had_train,
+            ["pretrain", "--cache", "missing.zarr", "--mixers", "gdn,lstm"],
+            "unknown mixer 'lstm'; allowed mixers: gdn, mamba, attention",
+        ),
         (had_train, ["eval", "--checkpoint", "nowhere"], "checkpoint not found"),
     ],
 )

@@ -36,7 +36,7 @@ from had_train.checkpoint import resolve_model_dir, weights_sha256
 from had_train.eval.metrics import classification_metrics, summarize
 from had_train.eval.report import plot_tsne
 from had_train.eval.tasks import LabelledSet, load_task
-from had_train.model import HadStudentConfig, HadStudentForSequenceClassification
+from had_train.model import HadStudentConfig, HadStudentForSequenceClassification, parse_mixers
 from had_train.schedule import warmup_cosine
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,8 @@ class EvalConfig:
     k-fold cross-validation. `preset` is used only without a checkpoint (random init); with a
     checkpoint the architecture comes from the checkpoint's own config. `max_len` crops longer
     sequences around their centre (tasks are usually centred on the feature they label).
-    `attention_window` overrides the architecture's (checkpoint's or preset's) attention window:
+    `mixers` replaces the preset's stack (random init only). `attention_window` overrides the
+    architecture's (checkpoint's or preset's) attention window:
     the same weights attend within blocks of that many bases, at linear cost for long inputs.
     """
 
@@ -81,6 +82,7 @@ class EvalConfig:
     tsne: bool = True
     mode: str = "finetune"
     attention_window: int | None = None
+    mixers: str | None = None
 
     def validate(self) -> None:
         """Reject options that cannot work, before any data is read or model built."""
@@ -177,11 +179,16 @@ def build_model(
         labels["attention_window"] = cfg.attention_window
     torch.manual_seed(seed)  # the head's (and, for the baseline, the encoder's) initial weights
     if model_dir is None:
+        stack = {} if cfg.mixers is None else {"mixers": parse_mixers(cfg.mixers)}
         try:
-            config = HadStudentConfig.from_preset(cfg.preset, **labels)
-        except ValueError as err:  # an unknown preset name
+            config = HadStudentConfig.from_preset(cfg.preset, **stack, **labels)
+        except ValueError as err:  # an unknown preset or mixer name
             raise ConfigError(str(err)) from err
         return HadStudentForSequenceClassification(config)
+    if cfg.mixers is not None:
+        raise ConfigError(
+            f"--mixers applies to --checkpoint none; {model_dir} has its own architecture"
+        )
     try:
         model, info = HadStudentForSequenceClassification.from_pretrained(
             model_dir, output_loading_info=True, **labels

@@ -1,7 +1,7 @@
 """The HAD student as a self-contained Hugging Face model package (relative imports only, plus
 `had_train.ops`), so it exports as is."""
 
-from .configuration_had import HadStudentConfig
+from .configuration_had import HadStudentConfig, parse_mixers
 from .modeling_had import (
     HadPretrainingOutput,
     HadStudentForPretraining,
@@ -19,4 +19,5 @@ __all__ = [
     "HadStudentModel",
     "HadStudentPreTrainedModel",
     "count_parameters",
+    "parse_mixers",
 ]

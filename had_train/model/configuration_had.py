@@ -36,6 +36,14 @@ _PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def parse_mixers(text: str) -> list[str]:
+    """The command-line form of `mixers`: "gdn,gdn,attention" -> ["gdn", "gdn", "attention"].
+
+    Names are checked by HadStudentConfig, which raises ValueError listing the allowed ones.
+    """
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
 class HadStudentConfig(PretrainedConfig):
     r"""Configuration of the character-level HAD student (one token per base).
 

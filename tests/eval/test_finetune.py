@@ -190,6 +190,10 @@ def test_pretrained_encoder_loads_and_a_broken_one_is_refused(
     windowed = build_model(tmp_path, data, EvalConfig(attention_window=16), seed=0)
     assert windowed.config.attention_window == 16
     assert windowed.had.layers[-1].mixer.window == 16
+    with pytest.raises(ConfigError, match="--mixers applies to --checkpoint none"):
+        build_model(tmp_path, data, EvalConfig(mixers="gdn"), seed=0)
+    baseline = build_model(None, data, EvalConfig(preset="tiny", mixers="mamba,gdn"), seed=0)
+    assert baseline.config.mixers == ["mamba", "gdn"]
 
     weights = load_file(tmp_path / "model.safetensors")
     del weights["had.norm.weight"]

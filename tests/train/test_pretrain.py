@@ -89,6 +89,14 @@ def test_objectives_and_held_out_chunks(store: Path, tmp_path: Path) -> None:
         PretrainBatches(store, batch_size=8, holdout_chunks=data.attrs.n_chunks)
 
 
+def test_mixers_replace_the_presets_stack(store: Path, tmp_path: Path) -> None:
+    """--mixers builds, trains and saves the stack it names, for architecture ablations."""
+    final = pretrain(_cfg(store, tmp_path / "run", steps=2, mixers="mamba, attention"))
+    model = HadStudentForPretraining.from_pretrained(final)
+    assert model.config.mixers == ["mamba", "attention"]
+    assert type(model.had.layers[0].mixer.layer).__name__ == "Mamba"
+
+
 def test_resume_continues_from_the_saved_step(store: Path, tmp_path: Path) -> None:
     straight, split = tmp_path / "straight", tmp_path / "split"
     pretrain(_cfg(store, straight, steps=4), progress=False)
