@@ -34,7 +34,7 @@ from had_cache.provenance import provenance
 from had_cache.runtime import resolve_device
 from had_train.checkpoint import resolve_model_dir, weights_sha256
 from had_train.eval.metrics import classification_metrics, summarize
-from had_train.eval.report import plot_tsne
+from had_train.eval.report import plot_tsne, random_init_label
 from had_train.eval.tasks import LabelledSet, load_task
 from had_train.model import HadStudentConfig, HadStudentForSequenceClassification, parse_mixers
 from had_train.schedule import warmup_cosine
@@ -356,7 +356,7 @@ def evaluate(
     codes, lengths = encode_padded(data.sequences, cfg.max_len)
     out_dir = Path(out_dir)
 
-    init = f"checkpoint {checkpoint}" if checkpoint else f"random init ({cfg.preset} preset)"
+    init = f"checkpoint {checkpoint}" if checkpoint else random_init_label(cfg.preset, cfg.mixers)
     log.info(
         "eval %s: %d examples, %d split(s), %s, device %s",
         data.name,

@@ -15,6 +15,11 @@ MAX_TSNE_POINTS = 5000
 SINGLE_THREAD_TSNE_POINTS = 2000
 
 
+def random_init_label(preset: str, mixers: str | None) -> str:
+    """How a randomly initialised model is named in logs and tables."""
+    return f"random init ({preset} preset{f', mixers {mixers}' if mixers else ''})"
+
+
 def format_mean_std(mean: float, std: float | None) -> str:
     """`0.1234 ± 0.0056`, or the mean alone when there is no spread (one value)."""
     return f"{mean:.4f}" if std is None else f"{mean:.4f} ± {std:.4f}"
@@ -54,7 +59,8 @@ def format_table(results: dict[str, Any]) -> str:
 
     n_train = "/".join(str(n) for n in sorted({f["n_train"] for f in folds}))
     n_test = "/".join(str(n) for n in sorted({f["n_test"] for f in folds}))
-    init = results["checkpoint"] or f"random init ({results['config']['preset']} preset)"
+    config = results["config"]
+    init = results["checkpoint"] or random_init_label(config["preset"], config.get("mixers"))
     intro = [
         f"task {results['task']}: {len(results['class_names'])} classes "
         f"({', '.join(results['class_names'])}), {results['split']}, "
