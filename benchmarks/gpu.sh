@@ -26,7 +26,6 @@ DEADLINE=${HAD_GPU_DEADLINE:-560}
 SITE=/tmp/had_gpu_site
 BUILD=/tmp/had_mamba_build
 mkdir -p "$OUT"
-exec > >(tee "$OUT/gpu.log") 2>&1
 
 stage() { echo; echo "=== [${SECONDS} s] $*"; }
 # budget CAP: seconds the next stage may take (at most CAP, never past the deadline); 0 = skip
@@ -45,50 +44,54 @@ run_for() {  # run_for CAP command...: the command under timeout, or a line sayi
     return 0
 }
 
-stage "machine"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-"$PY" -c "import sys, torch, triton, transformers; print('python', sys.version.split()[0], \
-'| torch', torch.__version__, '| triton', triton.__version__, '| transformers', \
-transformers.__version__, '|', torch.cuda.get_device_name())"
-git log -1 --format='had commit %h %s' 2>/dev/null || true
+main() {
+    stage "machine"
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+    "$PY" -c "import sys, torch, triton, transformers; print('python', sys.version.split()[0], \
+    '| torch', torch.__version__, '| triton', triton.__version__, '| transformers', \
+    transformers.__version__, '|', torch.cuda.get_device_name())"
+    git log -1 --format='had commit %h %s' 2>/dev/null || true
 
-stage "install carried wheels"
-if ! ls .gpu/wheels/*.whl >/dev/null 2>&1; then
-    echo "no .gpu/wheels: run benchmarks/gpu_prepare.sh where pip works, and carry .gpu"
-    exit 2
-fi
-"$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" \
-    .gpu/wheels/*.whl || exit 2
-cp -r .gpu/mamba_ssm/mamba_ssm "$SITE/"
-export PYTHONPATH="$PWD:$SITE:$BUILD" PYTHONUNBUFFERED=1
+    stage "install carried wheels"
+    if ! ls .gpu/wheels/*.whl >/dev/null 2>&1; then
+        echo "no .gpu/wheels: run benchmarks/gpu_prepare.sh where pip works, and carry .gpu"
+        return 2
+    fi
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" \
+        .gpu/wheels/*.whl || return 2
+    cp -r .gpu/mamba_ssm/mamba_ssm "$SITE/"
+    export PYTHONPATH="$PWD:$SITE:$BUILD" PYTHONUNBUFFERED=1
 
-stage "compile mamba_ssm's selective-scan kernel (background, niced)"
-MAX_JOBS=12 nice -n 19 timeout "$(budget 330)" \
-    "$PY" benchmarks/build_mamba_kernel.py --build-dir "$BUILD" >"$OUT/mamba_build.log" 2>&1 &
-BUILD_PID=$!
+    stage "compile mamba_ssm's selective-scan kernel (background, niced)"
+    MAX_JOBS=12 nice -n 19 timeout "$(budget 330)" \
+        "$PY" benchmarks/build_mamba_kernel.py --build-dir "$BUILD" >"$OUT/mamba_build.log" 2>&1 &
+    BUILD_PID=$!
 
-stage "GPU tests: gated delta rule (fla)"
-run_for 150 "$PY" -m pytest -q -rs -p no:cacheprovider tests/train/test_gated_delta_rule.py \
-    2>&1 | tee "$OUT/pytest_gdn.log"
+    stage "GPU tests: gated delta rule (fla)"
+    run_for 150 "$PY" -m pytest -q -rs -p no:cacheprovider tests/train/test_gated_delta_rule.py \
+        2>&1 | tee "$OUT/pytest_gdn.log"
 
-stage "teacher benchmark: NTv2-500M shape, bf16"
-run_for 150 "$PY" benchmarks/teacher.py --device cuda --shape ntv2-500m --seconds 15 \
-    --json "$OUT/teacher.json"
+    stage "teacher benchmark: NTv2-500M shape, bf16"
+    run_for 150 "$PY" benchmarks/teacher.py --device cuda --shape ntv2-500m --seconds 15 \
+        --json "$OUT/teacher.json"
 
-stage "wait for the kernel compile"
-wait "$BUILD_PID"
-echo "compile exit status $? (124 = timed out)"
-tail -n 3 "$OUT/mamba_build.log"
-"$PY" -c "from had_train.ops import mixer_backends; print('backends on cuda:', mixer_backends('cuda'))"
+    stage "wait for the kernel compile"
+    wait "$BUILD_PID"
+    echo "compile exit status $? (124 = timed out)"
+    tail -n 3 "$OUT/mamba_build.log"
+    "$PY" -c "from had_train.ops import mixer_backends; print('backends on cuda:', mixer_backends('cuda'))"
 
-stage "GPU tests: selective scan (mamba_ssm), Mamba layer, the hybrid on CUDA"
-run_for 150 "$PY" -m pytest -q -rs -p no:cacheprovider tests/train/test_selective_scan.py \
-    tests/train/test_mamba.py 2>&1 | tee "$OUT/pytest_mamba.log"
+    stage "GPU tests: selective scan (mamba_ssm), Mamba layer, the hybrid on CUDA"
+    run_for 150 "$PY" -m pytest -q -rs -p no:cacheprovider tests/train/test_selective_scan.py \
+        tests/train/test_mamba.py 2>&1 | tee "$OUT/pytest_mamba.log"
 
-stage "student benchmark, float32 (with FLOP counts)"
-run_for 180 "$PY" benchmarks/student.py --device cuda --repeats 5 --json "$OUT/student_float32.json"
-stage "student benchmark, bfloat16 autocast (FLOPs as in float32)"
-run_for 150 "$PY" benchmarks/student.py --device cuda --dtype bfloat16 --repeats 5 --no-flops \
-    --json "$OUT/student_bfloat16.json"
+    stage "student benchmark, float32 (with FLOP counts)"
+    run_for 180 "$PY" benchmarks/student.py --device cuda --repeats 5 --json "$OUT/student_float32.json"
+    stage "student benchmark, bfloat16 autocast (FLOPs as in float32)"
+    run_for 150 "$PY" benchmarks/student.py --device cuda --dtype bfloat16 --repeats 5 --no-flops \
+        --json "$OUT/student_bfloat16.json"
 
-stage "done"
+    stage "done"
+}
+
+main 2>&1 | tee "$OUT/gpu.log"  # the pipeline waits for tee, so the log is complete on return
