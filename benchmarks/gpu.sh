@@ -11,12 +11,15 @@
 #   5. after the compile: GPU tests of Mamba and of the whole hybrid on CUDA vs the CPU ops
 #   6. student benchmark (fp32, then bf16 autocast): paper preset vs attention-only, the
 #      8k/1k time ratio by part, recurrent vs chunked vs fast kernel
+#   7. the pipeline end to end on the GPU: extract 4,096 windows with the demo teacher (bf16),
+#      pretrain 200 steps of 64 (fla, --precision bf16), evaluate on splice
 #
 # Prepare on a machine with pip access, then run there with .gpu carried:
 #     bash benchmarks/gpu_prepare.sh
 #     bash benchmarks/gpu.sh            # writes $OUT (device tool) or out/gpu/
 # Results: gpu.log (everything), pytest_gdn.log, pytest_mamba.log, mamba_build.log,
-# teacher.json, student_float32.json, student_bfloat16.json. docs/benchmarks.md records them.
+# teacher.json, student_float32.json, student_bfloat16.json, e2e_losses.csv. docs/benchmarks.md
+# records them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -90,6 +93,16 @@ main() {
     stage "student benchmark, bfloat16 autocast (FLOPs as in float32)"
     run_for 150 "$PY" benchmarks/student.py --device cuda --dtype bfloat16 --repeats 5 --no-flops \
         --json "$OUT/student_bfloat16.json"
+
+    stage "end to end on the GPU: extract (demo teacher, bf16) -> pretrain (fla, bf16 autocast) -> eval"
+    local e2e=/tmp/had_e2e
+    run_for 90 "$PY" -m had_cache extract --fasta demo --teacher demo --device cuda \
+        --out "$e2e/store.had.zarr" --max-windows 4096 --batch-size 256
+    run_for 120 "$PY" -m had_train pretrain --cache "$e2e/store.had.zarr" --out "$e2e/run" \
+        --steps 200 --batch-size 64 --lr 2e-3 --save-every 200 --precision bf16 --device cuda
+    cp "$e2e/run/losses.csv" "$OUT/e2e_losses.csv" 2>/dev/null
+    run_for 90 "$PY" -m had_train eval --checkpoint "$e2e/run" --task splice --epochs 2 \
+        --device cuda --no-tsne
 
     stage "done"
 }

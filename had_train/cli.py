@@ -163,6 +163,13 @@ RECIPE_OPTIONS = {
         show_default=True,
         help="Loader processes that read and decode the store ahead of training (the batch order does not depend on it).",
     ),
+    "precision": click.option(
+        "--precision",
+        type=click.Choice(["fp32", "bf16"]),
+        default=_d("precision"),
+        show_default=True,
+        help="bf16: run the forward pass under bfloat16 autocast (for GPUs; weights, optimizer and losses stay fp32). CPUs without bf16 units run it slower than fp32.",
+    ),
     "device": click.option(
         "--device",
         default=_d("device"),
@@ -220,6 +227,7 @@ def recipe_options(*names: str) -> Callable[[F], F]:
     "log_every",
     "holdout_chunks",
     "workers",
+    "precision",
     "device",
 )
 @click.pass_context
@@ -399,7 +407,7 @@ def eval_cmd(
     show_default=True,
     help="Store chunks no arm trains on; alignment cosine and reconstruction are scored there.",
 )
-@recipe_options("seed", "save_every", "device")
+@recipe_options("seed", "save_every", "precision", "device")
 @exit_on_had_error
 def ablate_cmd(
     cache: Path,

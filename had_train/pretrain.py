@@ -71,10 +71,15 @@ class PretrainConfig:
     keep_last: int = 3
     log_every: int = 10
     device: str = "auto"
+    precision: str = "fp32"
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+"""--precision: the autocast dtype of the forward pass (None: plain float32). Weights, optimizer
+state and losses stay float32 either way."""
 
 # Options that may differ between the first run and a resume without changing the training.
 RESUMABLE_OVERRIDES = ("steps", "save_every", "keep_last", "log_every", "device", "workers")
@@ -101,6 +106,10 @@ def validate(cfg: PretrainConfig) -> None:
     if cfg.objective not in losses.OBJECTIVES:
         raise ConfigError(
             f"--objective must be one of {', '.join(losses.OBJECTIVES)}, got {cfg.objective!r}"
+        )
+    if cfg.precision not in PRECISIONS:
+        raise ConfigError(
+            f"--precision must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}"
         )
     student_config(cfg)  # an unknown preset or mixer fails before the store is read
 
@@ -204,7 +213,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
         + " ".join(
             f"{m}={b}" for m, b in mixer_backends(device).items() if m in model.config.mixers
         )
-        + f" device={device}; "
+        + f" device={device} precision={cfg.precision}; "
         f"store {data.attrs.n_records:,} records, teacher layer {data.reader.layer} "
         f"width {data.attrs.hidden_size}; objective {cfg.objective}; "
         f"steps {start}->{cfg.steps}"
@@ -216,6 +225,11 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
     )
     t0 = time.perf_counter()
     final = existing
+    autocast = torch.autocast(
+        device.type,
+        dtype=PRECISIONS[cfg.precision] or torch.float32,
+        enabled=cfg.precision != "fp32",
+    )
     try:
         model.train()
         for step, batch in zip(
@@ -228,7 +242,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
             totals = torch.zeros(3)
             for lo in range(0, cfg.batch_size, micro):
                 part = batch.rows(lo, lo + micro).to(device)
-                out = model(part.seq, part.group_mask)
+                with autocast:
+                    out = model(part.seq, part.group_mask)
                 align = losses.alignment_loss(out.aligned, part.teacher)
                 recon = losses.reconstruction_loss(
                     out.recon_logits, model.reconstruction_targets(part.seq, part.group_mask)
