@@ -12,7 +12,14 @@ import click
 from had_cache.errors import ConfigError, HadError, exit_on_had_error
 from had_train import checkpoint, losses
 from had_train.ablate import ARMS
-from had_train.pretrain import RESUMABLE_OVERRIDES, PretrainConfig, load_run_config, pretrain
+from had_train.eval.finetune import EVAL_MODES
+from had_train.pretrain import (
+    PRECISIONS,
+    RESUMABLE_OVERRIDES,
+    PretrainConfig,
+    load_run_config,
+    pretrain,
+)
 
 RUNS_DIR = Path("runs")
 _DEFAULTS = PretrainConfig(cache="", out="")
@@ -165,7 +172,7 @@ RECIPE_OPTIONS = {
     ),
     "precision": click.option(
         "--precision",
-        type=click.Choice(["fp32", "bf16"]),
+        type=click.Choice(list(PRECISIONS)),
         default=_d("precision"),
         show_default=True,
         help="bf16: run the forward pass under bfloat16 autocast (for GPUs; weights, optimizer and losses stay fp32). CPUs without bf16 units run it slower than fp32.",
@@ -177,6 +184,16 @@ RECIPE_OPTIONS = {
         help="auto (cuda if present, else cpu), cpu, cuda, cuda:1, ...",
     ),
 }
+
+
+# How `eval` (and each `ablate` evaluation) uses the encoder.
+EVAL_MODE_OPTION = click.option(
+    "--mode",
+    type=click.Choice(EVAL_MODES),
+    default="finetune",
+    show_default=True,
+    help="finetune = train encoder and head; linear = frozen encoder, logistic regression on its embeddings (fast probe).",
+)
 
 
 def recipe_options(*names: str) -> Callable[[F], F]:
@@ -315,13 +332,7 @@ def pretrain_cmd(
     default=None,
     help="With --checkpoint none: replace the preset's stack (comma-separated gdn, mamba, attention).",
 )
-@click.option(
-    "--mode",
-    type=click.Choice(["finetune", "linear"]),
-    default="finetune",
-    show_default=True,
-    help="finetune = train encoder and head; linear = frozen encoder, logistic regression on its embeddings (fast probe).",
-)
+@EVAL_MODE_OPTION
 @click.option(
     "--attention-window",
     type=int,
@@ -385,13 +396,7 @@ def eval_cmd(
 )
 @click.option("--seeds", default="0,1,2", show_default=True, help="Evaluation seeds.")
 @click.option("--folds", type=int, default=5, show_default=True, help="Stratified k-fold.")
-@click.option(
-    "--mode",
-    type=click.Choice(["finetune", "linear"]),
-    default="finetune",
-    show_default=True,
-    help="finetune encoder + head, or a linear probe of the frozen encoder.",
-)
+@EVAL_MODE_OPTION
 @click.option("--epochs", type=int, default=10, show_default=True, help="Fine-tuning epochs.")
 @click.option(
     "--eval-batch-size", type=int, default=64, show_default=True, help="Fine-tuning batch size."

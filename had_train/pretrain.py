@@ -225,10 +225,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
     )
     t0 = time.perf_counter()
     final = existing
+    autocast_dtype = PRECISIONS[cfg.precision]
     autocast = torch.autocast(
-        device.type,
-        dtype=PRECISIONS[cfg.precision] or torch.float32,
-        enabled=cfg.precision != "fp32",
+        device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
     )
     try:
         model.train()

@@ -65,18 +65,19 @@ class SelfAttentionMixer(MultiHeadAttention):
             return super().forward(x, key_mask=attention_mask)
         n_blocks = -(-length // window)
         pad = n_blocks * window - length
-        valid = (
-            x.new_ones(batch, length, dtype=torch.bool)
-            if attention_mask is None
-            else attention_mask.bool()
-        )
         blocks = F.pad(x, (0, 0, 0, pad)).reshape(batch * n_blocks, window, d_model)
-        key_mask = F.pad(valid, (0, pad)).reshape(batch * n_blocks, window)
-        # a block of padding only has no key to attend to: torch >= 2.5 returns zeros there, older
-        # versions NaN, which the bidirectional wrapper's zeroing (NaN * 0) would not remove. Let
-        # such a block attend to its own padding; its outputs are padding and reach no valid one.
-        key_mask = key_mask | ~key_mask.any(dim=-1, keepdim=True)
-        if attention_mask is None and not pad:
-            key_mask = None
+        key_mask = None
+        if attention_mask is not None or pad:
+            valid = (
+                x.new_ones(batch, length, dtype=torch.bool)
+                if attention_mask is None
+                else attention_mask.bool()
+            )
+            key_mask = F.pad(valid, (0, pad)).reshape(batch * n_blocks, window)
+            # a block of padding only has no key to attend to: torch >= 2.5 returns zeros there,
+            # older versions NaN, which the bidirectional wrapper's zeroing (NaN * 0) would not
+            # remove. Let such a block attend to its own padding; its outputs are padding and
+            # reach no valid one.
+            key_mask = key_mask | ~key_mask.any(dim=-1, keepdim=True)
         out = super().forward(blocks, key_mask=key_mask)
         return out.reshape(batch, n_blocks * window, d_model)[:, :length]
