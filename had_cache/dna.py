@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from had_common.errors import ConfigError
+
 K = 6
 """Bases per teacher token (NT v2 tokenizes DNA into non-overlapping 6-mers)."""
 
@@ -44,6 +46,24 @@ def reverse_complement(codes: np.ndarray) -> np.ndarray:
     return _COMPLEMENT[np.asarray(codes)[..., ::-1]]
 
 
+def is_n(codes: np.ndarray) -> np.ndarray:
+    """The N rule, elementwise: True for every code that is not A, C, G or T.
+
+    Windows holding any such base are skipped (the teacher would tokenize them with
+    single-letter fallbacks, breaking one token per 6 bases); a row is usable iff
+    `~is_n(row).any()`.
+    """
+    return np.asarray(codes) > T
+
+
 def has_n(codes: np.ndarray) -> bool:
     """True if any base is not one of A, C, G, T."""
-    return bool((np.asarray(codes) > T).any())
+    return bool(is_n(codes).any())
+
+
+def groups_per_window(window_bp: int) -> int:
+    """Teacher tokens (6-mer groups) of a window; a window must be a positive multiple of K so
+    that every token is a whole 6-mer and token i covers bases K*i .. K*i + K - 1."""
+    if window_bp <= 0 or window_bp % K:
+        raise ConfigError(f"--window-bp must be a positive multiple of {K}, got {window_bp}")
+    return window_bp // K

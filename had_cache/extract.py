@@ -8,6 +8,7 @@ write, mark done. A crash loses at most the chunk in flight; rerunning resumes.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +18,23 @@ import torch
 from tqdm.auto import tqdm
 
 import had_cache
-from had_cache import dna, gate, masking, schema, tokenize, windows
+from had_cache import dna, gate, masking, schema, windows
 from had_cache import teacher as teacher_mod
-from had_cache.errors import ConfigError
-from had_cache.provenance import provenance
-from had_cache.runtime import resolve_device
-from had_cache.writer import StoreWriter
+from had_cache.writer import StoreWriter, check_target
+from had_common import device as device_rule
+from had_common.checksums import file_sha256
+from had_common.errors import ConfigError
+from had_common.provenance import provenance
+
+FEATURES_TORCH_DTYPE = getattr(torch, schema.TEACHER_DTYPE.name)
+"""The stored feature dtype (schema.TEACHER_DTYPE) as torch names it: features are cast on the
+device, so only stored-size bytes cross to the host."""
+
+
+def default_store_path(fasta: Path) -> Path:
+    """hg38.fa.gz -> ./hg38.had.zarr"""
+    stem = re.sub(r"\.(fa|fasta|fna)(\.gz|\.bgz)?$", "", Path(fasta).name, flags=re.IGNORECASE)
+    return Path(f"{stem}.had.zarr")
 
 
 @dataclass(frozen=True)
@@ -33,21 +45,40 @@ class ExtractConfig:
     out: Path
     teacher: str = teacher_mod.PAPER_TEACHER
     window_bp: int = 1020
-    mask_ratio: float = 0.15
+    mask_ratio: float = masking.DEFAULT_RATIO
     seed: int = 0
-    layers: tuple[int, ...] = (-1,)
+    layers: tuple[int, ...] = teacher_mod.DEFAULT_LAYERS
     batch_size: int = 16
-    device: str = "auto"
-    dtype: str = "auto"
+    device: str = device_rule.AUTO
+    dtype: str = teacher_mod.AUTO_DTYPE
     max_windows: int | None = None
-    contigs: str = "primary"
-    strands: str = "forward"
+    contigs: str = windows.CONTIG_CHOICES[0]
+    strands: str = windows.STRAND_CHOICES[0]
     chunk_records: int | None = None
     revision: str | None = None
     trust_remote_code: bool = True
     min_teacher_accuracy: float = gate.DEFAULT_MIN_ACCURACY
     overwrite: bool = False
     progress: bool = True
+
+    @classmethod
+    def from_options(
+        cls,
+        fasta: str | Path,
+        out: Path | None = None,
+        layer: int | None = None,
+        layers: str | None = None,
+        **options: object,
+    ) -> ExtractConfig:
+        """The command line's form: `demo` names the embedded FASTA, `--out` defaults to
+        ./<fasta name>.had.zarr, and `--layer`/`--layers` become one tuple."""
+        path = windows.fasta_path(fasta)
+        return cls(
+            fasta=path,
+            out=out or default_store_path(path),
+            layers=teacher_mod.parse_layers(layer, layers),
+            **options,  # type: ignore[arg-type]
+        )
 
 
 @dataclass(frozen=True)
@@ -78,19 +109,49 @@ def directory_bytes(path: Path) -> int:
 def extract(cfg: ExtractConfig) -> ExtractSummary:
     """Run stage one end to end; resumable; returns what was done."""
     t0 = time.perf_counter()
+    n_tokens, n_masked = _check_options(cfg)
+    check_target(cfg.out, cfg.overwrite)
+    fasta = windows.open_fasta(cfg.fasta)
+    teacher, report = _gated_teacher(cfg, n_tokens)
+    table = windows.plan_windows(
+        fasta, cfg.window_bp, cfg.contigs, cfg.strands, cfg.max_windows, cfg.progress
+    )
+    attrs = store_attrs(cfg, table, teacher, report, n_tokens, n_masked)
+    writer = StoreWriter.open_or_create(cfg.out, attrs, table, overwrite=cfg.overwrite)
+    pending = writer.pending_chunks()
+    n_pending = sum(len(range(attrs.n_records)[attrs.chunk_slice(c)]) for c in pending)
+    bar = tqdm(total=n_pending, desc="extracting", unit="win", disable=not cfg.progress)
+    for chunk in pending:
+        seq, mask, feats = extract_chunk(fasta, table, teacher, attrs, chunk, cfg.batch_size, bar)
+        writer.write_chunk(chunk, seq, mask, feats)
+    bar.close()
+    writer.finalize()
+    return ExtractSummary(
+        store=Path(cfg.out),
+        windows=attrs.n_records,
+        written_windows=n_pending,
+        teacher_tokens=n_pending * n_tokens,
+        skipped_n_windows=table.skipped_n,
+        bytes_on_disk=directory_bytes(Path(cfg.out)),
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _check_options(cfg: ExtractConfig) -> tuple[int, int]:
+    """(tokens, masked tokens) per window, or a ConfigError before anything is loaded."""
     if cfg.batch_size <= 0:
         raise ConfigError(f"--batch-size must be positive, got {cfg.batch_size}")
-    if cfg.window_bp % dna.K or cfg.window_bp <= 0:
-        raise ConfigError(
-            f"--window-bp must be a positive multiple of {dna.K}, got {cfg.window_bp}"
-        )
-    n_tokens = cfg.window_bp // dna.K
+    n_tokens = dna.groups_per_window(cfg.window_bp)
     if not 0.0 < cfg.mask_ratio < 1.0:
         raise ConfigError(f"--mask-ratio must be between 0 and 1, got {cfg.mask_ratio}")
-    n_masked = masking.n_masked(n_tokens, cfg.mask_ratio)
+    return n_tokens, masking.n_masked(n_tokens, cfg.mask_ratio)
 
-    fasta = windows.open_fasta(cfg.fasta)
-    device = resolve_device(cfg.device)
+
+def _gated_teacher(
+    cfg: ExtractConfig, n_tokens: int
+) -> tuple[teacher_mod.Teacher, gate.GateReport]:
+    """Load the teacher and run the gate: both before a single byte is written."""
+    device = device_rule.resolve_device(cfg.device)
     teacher = teacher_mod.load_teacher(
         cfg.teacher,
         device,
@@ -107,12 +168,20 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
             f"--window-bp {cfg.window_bp} needs {n_tokens + 1} teacher tokens with <cls>, more "
             f"than the teacher's maximum of {teacher.max_tokens}"
         )
-    table = windows.plan_windows(
-        fasta, cfg.window_bp, cfg.contigs, cfg.strands, cfg.max_windows, cfg.progress
-    )
-    n_visible = n_tokens - n_masked
-    fasta_sha256 = windows.file_sha256(Path(cfg.fasta))
-    attrs = schema.StoreAttrs(
+    return teacher, report
+
+
+def store_attrs(
+    cfg: ExtractConfig,
+    table: windows.WindowTable,
+    teacher: teacher_mod.Teacher,
+    report: gate.GateReport,
+    n_tokens: int,
+    n_masked: int,
+) -> schema.StoreAttrs:
+    """The attributes of the store these options describe (compared on resume)."""
+    fasta_sha256 = file_sha256(Path(cfg.fasta))
+    return schema.StoreAttrs(
         k=dna.K,
         window_bp=cfg.window_bp,
         n_tokens=n_tokens,
@@ -121,7 +190,7 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
         mask_seed=cfg.seed,
         n_records=len(table),
         chunk_records=cfg.chunk_records
-        or schema.default_chunk_records(n_visible, teacher.info.hidden_size),
+        or schema.default_chunk_records(n_tokens - n_masked, teacher.info.hidden_size),
         contigs=table.contigs,
         strands=cfg.strands,
         skipped_n_windows=table.skipped_n,
@@ -142,37 +211,30 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
             },
         ),
     )
-    writer = StoreWriter.open_or_create(cfg.out, attrs, table, overwrite=cfg.overwrite)
-    pending = writer.pending_chunks()
-    n_pending = sum(len(range(attrs.n_records)[attrs.chunk_slice(c)]) for c in pending)
-    bar = tqdm(total=n_pending, desc="extracting", unit="win", disable=not cfg.progress)
-    for chunk in pending:
-        rows = attrs.chunk_slice(chunk)
-        records = range(rows.start, rows.stop)
-        seq = windows.read_windows(fasta, table, records, cfg.window_bp)
-        mask = masking.group_masks(
-            cfg.seed, np.arange(rows.start, rows.stop), n_tokens, cfg.mask_ratio
-        )
-        ids = masking.teacher_input(tokenize.kmer_ids(seq), mask, tokenize.MASK_ID)
-        shape = (len(records), n_visible, attrs.hidden_size)
-        feats = {layer: np.empty(shape, schema.TEACHER_DTYPE) for layer in teacher.info.layers}
-        for lo in range(0, len(records), cfg.batch_size):
-            hi = min(lo + cfg.batch_size, len(records))
-            visible = torch.as_tensor(~mask[lo:hi], device=teacher.device)
-            for layer, out in teacher.features(ids[lo:hi]).items():
-                feats[layer][lo:hi] = (
-                    out[visible].reshape(hi - lo, n_visible, -1).to(torch.float16).cpu().numpy()
-                )
-            bar.update(hi - lo)
-        writer.write_chunk(chunk, seq, mask, feats)
-    bar.close()
-    writer.finalize()
-    return ExtractSummary(
-        store=Path(cfg.out),
-        windows=attrs.n_records,
-        written_windows=n_pending,
-        teacher_tokens=n_pending * n_tokens,
-        skipped_n_windows=table.skipped_n,
-        bytes_on_disk=directory_bytes(Path(cfg.out)),
-        seconds=time.perf_counter() - t0,
+
+
+def extract_chunk(
+    fasta: object,
+    table: windows.WindowTable,
+    teacher: teacher_mod.Teacher,
+    attrs: schema.StoreAttrs,
+    chunk: int,
+    batch_size: int,
+    bar: tqdm | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]:
+    """(seq, group mask, visible features per layer) of one chunk's records, ready to write."""
+    rows = attrs.chunk_slice(chunk)
+    records = range(rows.start, rows.stop)
+    seq = windows.read_windows(fasta, table, records, attrs.window_bp)
+    mask = masking.group_masks(
+        attrs.mask_seed, np.arange(rows.start, rows.stop), attrs.n_tokens, attrs.mask_ratio
     )
+    shape = (len(records), attrs.n_visible, attrs.hidden_size)
+    feats = {layer: np.empty(shape, schema.TEACHER_DTYPE) for layer in teacher.info.layers}
+    for lo in range(0, len(records), batch_size):
+        hi = min(lo + batch_size, len(records))
+        for layer, out in teacher.visible_features(seq[lo:hi], mask[lo:hi]).items():
+            feats[layer][lo:hi] = out.to(FEATURES_TORCH_DTYPE).cpu().numpy()
+        if bar is not None:
+            bar.update(hi - lo)
+    return seq, mask, feats

@@ -16,14 +16,15 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from had_cache import dna, masking, tokenize, windows
-from had_cache.errors import TeacherError
-from had_cache.teacher import Teacher
+from had_cache.teacher import Teacher, TeacherError
 
 GATE_WINDOW_BP = 1020
 GATE_WINDOWS = 96
 GATE_MASK_SEED = 1234
+GATE_MASK_RATIO = masking.DEFAULT_RATIO
 HELD_OUT_FROM = 8_550_000  # offset in the demo slice: chrX:23,550,001 onwards
 DEFAULT_MIN_ACCURACY = 0.003
 """0.3%: ~15x a random model, half of always guessing the commonest 6-mer. Catches broken
@@ -60,10 +61,57 @@ def gate_windows(n: int = GATE_WINDOWS, window_bp: int = GATE_WINDOW_BP) -> np.n
     """`n` non-overlapping N-free windows from the held-out tail of the embedded chrX slice."""
     fasta = windows.open_fasta(windows.DEMO_FASTA)  # decompressed once, then read by index
     (contig,) = fasta.keys()
-    tail = dna.encode(fasta[contig][HELD_OUT_FROM:])
-    tiles = tail[: len(tail) // window_bp * window_bp].reshape(-1, window_bp)
-    tiles = tiles[~(tiles > 3).any(axis=1)]
+    tiles = windows.tile_n_free(dna.encode(fasta[contig][HELD_OUT_FROM:]), window_bp)
     return tiles[np.linspace(0, len(tiles) - 1, n).astype(int)]
+
+
+@dataclass(frozen=True)
+class MaskedTokenScore:
+    """How well a masked LM fills in masked 6-mers, beside always guessing one 6-mer."""
+
+    windows: int
+    masked_tokens: int
+    accuracy: float
+    baseline_accuracy: float
+    loss: float
+
+
+@torch.inference_mode()
+def masked_token_accuracy(
+    model: torch.nn.Module,
+    codes: np.ndarray,
+    mask_seed: int,
+    baseline_id: int,
+    batch_size: int = 16,
+    device: torch.device | None = None,
+    mask_ratio: float = GATE_MASK_RATIO,
+) -> MaskedTokenScore:
+    """Masked-6-mer accuracy and cross-entropy of N-free windows `codes` [n, 6T].
+
+    The masks are the extraction's own rule (`masking.group_masks(mask_seed, window index)`),
+    masked tokens become `<mask>`, `<cls>` is prepended, and the baseline always answers
+    `baseline_id`, scored on the very same tokens. The model must be in eval mode.
+    """
+    true = tokenize.kmer_ids(codes)
+    mask = masking.group_masks(mask_seed, np.arange(len(codes)), true.shape[1], mask_ratio)
+    ids = tokenize.with_cls(masking.teacher_input(true, mask, tokenize.MASK_ID))
+    correct, loss_sum = 0, 0.0
+    for lo in range(0, len(codes), batch_size):
+        batch = torch.as_tensor(ids[lo : lo + batch_size], device=device)
+        picked = torch.as_tensor(mask[lo : lo + batch_size], device=batch.device)
+        logits = model(input_ids=batch).logits[:, 1:][picked].float()
+        target = torch.as_tensor(true[lo : lo + batch_size][mask[lo : lo + batch_size]])
+        target = target.to(logits.device)
+        correct += int((logits.argmax(-1) == target).sum())
+        loss_sum += float(F.cross_entropy(logits, target, reduction="sum"))
+    n_masked = int(mask.sum())
+    return MaskedTokenScore(
+        windows=len(codes),
+        masked_tokens=n_masked,
+        accuracy=correct / n_masked,
+        baseline_accuracy=float((true[mask] == baseline_id).mean()),
+        loss=loss_sum / n_masked,
+    )
 
 
 @torch.inference_mode()
@@ -75,36 +123,31 @@ def check_teacher(
     if model.training:
         raise TeacherError("the teacher is in training mode (dropout on); call .eval() first")
     seqs = gate_windows()
-    n_tokens = GATE_WINDOW_BP // dna.K
-    mask = masking.group_masks(GATE_MASK_SEED, np.arange(len(seqs)), n_tokens, 0.15)
-    true = tokenize.kmer_ids(seqs)
-    inputs = masking.teacher_input(true, mask, tokenize.MASK_ID)
-    cls = np.full((len(seqs), 1), tokenize.CLS_ID)
-    ids = torch.as_tensor(np.concatenate([cls, inputs], axis=1), device=teacher.device)
-
-    first = model(input_ids=ids[:batch_size]).logits.float()
-    second = model(input_ids=ids[:batch_size]).logits.float()
+    # The two-pass probe: the first batch, masked as the accuracy check masks it.
+    first_ids = tokenize.kmer_ids(seqs[:batch_size])
+    first_mask = masking.group_masks(
+        GATE_MASK_SEED, np.arange(len(first_ids)), first_ids.shape[1], GATE_MASK_RATIO
+    )
+    probe = masking.teacher_input(first_ids, first_mask, tokenize.MASK_ID)
+    probe = torch.as_tensor(tokenize.with_cls(probe), device=teacher.device)
+    first = model(input_ids=probe).logits.float()
+    second = model(input_ids=probe).logits.float()
     rel_diff = float((first - second).abs().max() / first.abs().max().clamp_min(1e-12))
     if rel_diff > DETERMINISM_TOLERANCE:
         raise TeacherError(
             f"two forward passes of the same input differ (max relative difference {rel_diff:.3g}"
             f" > {DETERMINISM_TOLERANCE}): dropout or another random layer is active"
         )
-    correct = 0
-    for lo in range(0, len(seqs), batch_size):
-        logits = model(input_ids=ids[lo : lo + batch_size]).logits[:, 1:]
-        picked = torch.as_tensor(mask[lo : lo + batch_size], device=logits.device)
-        guess = logits[picked].argmax(-1).cpu().numpy()
-        correct += int((guess == true[lo : lo + batch_size][mask[lo : lo + batch_size]]).sum())
-    n_masked = int(mask.sum())
-    targets = true[mask]
-    commonest = np.bincount(tokenize.kmer_ids(seqs).ravel()).argmax()
+    commonest = int(np.bincount(tokenize.kmer_ids(seqs).ravel()).argmax())
+    score = masked_token_accuracy(
+        model, seqs, GATE_MASK_SEED, commonest, batch_size, teacher.device
+    )
     report = GateReport(
         eval_mode=not model.training,
         two_pass_max_rel_diff=rel_diff,
-        masked_tokens=n_masked,
-        accuracy=correct / n_masked,
-        baseline_accuracy=float((targets == commonest).mean()),
+        masked_tokens=score.masked_tokens,
+        accuracy=score.accuracy,
+        baseline_accuracy=score.baseline_accuracy,
         min_accuracy=min_accuracy,
         data=f"{len(seqs)} windows of {GATE_WINDOW_BP} bp, GRCh37 chrX:23,550,001-24,500,000",
     )

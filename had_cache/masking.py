@@ -13,6 +13,9 @@ import numpy as np
 
 from had_cache import dna
 
+DEFAULT_RATIO = 0.15
+"""Share of 6-mer groups masked per window (BERT's and the paper's 15%)."""
+
 
 def n_masked(n_tokens: int, ratio: float) -> int:
     """Masked groups per window: ratio * T rounded half up, at least 1 and at most T - 1."""

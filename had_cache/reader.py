@@ -8,6 +8,7 @@ DataLoader worker never inherits an open store across fork.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import numpy as np
 import zarr
 
 from had_cache import schema
-from had_cache.errors import StoreError
+from had_cache.schema import StoreError
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,36 @@ class Records:
     index: np.ndarray  # int64 [n], record ids
     seq: np.ndarray  # uint8 [n, W]
     mask: np.ndarray  # bool [n, T]
-    teacher: np.ndarray  # float16 [n, T - M, D], features of the reader's layer
+    teacher: np.ndarray  # schema.TEACHER_DTYPE [n, T - M, D], features of the reader's layer
+
+
+def open_group(path: Path, mode: str = "r") -> zarr.Group:
+    """The Zarr group at `path`, or a StoreError saying what is there instead."""
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"store not found: {path}")
+    if not path.is_dir():
+        raise StoreError(f"{path} is a file, not a Zarr store (a folder)")
+    try:
+        return zarr.open_group(str(path), mode=mode)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError) as err:
+        raise StoreError(f"{path} is not a Zarr store") from err
+
+
+def read_attrs(path: Path) -> schema.StoreAttrs:
+    """The validated attributes of the store at `path` (complete or not)."""
+    raw = dict(open_group(path).attrs).get(schema.ATTRS_KEY, {})
+    return schema.StoreAttrs.from_json(raw, str(path))
+
+
+def is_store(path: Path) -> bool:
+    """True only for a folder whose attributes say it is a had-cache store, of any version:
+    the one test a path must pass before anything may delete it."""
+    try:
+        group = open_group(path)
+    except StoreError:
+        return False
+    return schema.is_store_attrs(dict(group.attrs).get(schema.ATTRS_KEY))
 
 
 class CacheReader:
@@ -39,12 +69,7 @@ class CacheReader:
         self, path: Path | str, require_complete: bool = True, layer: int | None = None
     ) -> None:
         self.path = Path(path)
-        if not self.path.exists():
-            raise StoreError(f"store not found: {self.path}")
-        try:
-            group = zarr.open_group(str(self.path), mode="r")
-        except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
-            raise StoreError(f"{self.path} is not a Zarr store") from err
+        group = open_group(self.path)
         raw = dict(group.attrs).get(schema.ATTRS_KEY, {})
         self.attrs = schema.StoreAttrs.from_json(raw, str(self.path))
         if require_complete and not self.attrs.complete:
@@ -83,22 +108,30 @@ class CacheReader:
             teacher=g[schema.teacher_array(self.layer)][rows],
         )
 
-    def take(self, records: np.ndarray) -> Records:
-        """Arbitrary records, in the given order, reading each chunk they touch once."""
+    def take(
+        self, records: np.ndarray, read_chunk: Callable[[int], Records] | None = None
+    ) -> Records:
+        """Arbitrary records, in the given order, reading each chunk they touch once.
+
+        `read_chunk` (default: `self.read_chunk`) lets a caller serve chunks from its own cache.
+        """
+        read_chunk = read_chunk or self.read_chunk
         records = np.asarray(records, dtype=np.int64)
-        parts = {}
-        for chunk in np.unique(records // self.attrs.chunk_records):
-            parts[int(chunk)] = self.read_chunk(int(chunk))
-        rows = [
-            (parts[int(r // self.attrs.chunk_records)], int(r % self.attrs.chunk_records))
-            for r in records
-        ]
-        return Records(
-            index=records,
-            seq=np.stack([p.seq[i] for p, i in rows]),
-            mask=np.stack([p.mask[i] for p, i in rows]),
-            teacher=np.stack([p.teacher[i] for p, i in rows]),
-        )
+        a = self.attrs
+        seq = np.empty((len(records), a.window_bp), dtype=np.uint8)
+        mask = np.empty((len(records), a.n_tokens), dtype=bool)
+        teacher = np.empty((len(records), a.n_visible, a.hidden_size), dtype=schema.TEACHER_DTYPE)
+        chunk_of = records // a.chunk_records
+        for chunk in np.unique(chunk_of):
+            rows = np.flatnonzero(chunk_of == chunk)
+            block = read_chunk(int(chunk))
+            local = records[rows] - int(block.index[0])
+            seq[rows], mask[rows], teacher[rows] = (
+                block.seq[local],
+                block.mask[local],
+                block.teacher[local],
+            )
+        return Records(index=records, seq=seq, mask=mask, teacher=teacher)
 
     def read_chunk(self, chunk: int) -> Records:
         return self.read(self.attrs.chunk_slice(chunk))

@@ -6,6 +6,10 @@ chunk index addresses one block of records in every array. `chunk_done[i]` is se
 chunk i of every array is written, and the `complete` attribute only after every chunk is done:
 completion is a marker written last, never inferred from which chunk files exist (zarr v3 skips
 writing chunks equal to the fill value).
+
+Evolution: `SCHEMA_VERSION` is MAJOR.MINOR (`had_common.versions`). A new optional attribute is
+a field with a default and a minor bump, so older stores still read (the field takes its
+default); a reader refuses a newer minor or another major version in one line naming both.
 """
 
 from __future__ import annotations
@@ -18,11 +22,18 @@ from typing import Any
 
 import numpy as np
 
-from had_cache.errors import ConfigError, StoreError
+from had_common.errors import ConfigError, HadError
+from had_common.versions import check_readable
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = "2.0"
+"""2.0: the layout of schema 2 (stores written as a bare `2` read as 2.0)."""
 FORMAT_NAME = "had-cache"
 ATTRS_KEY = "had"
+
+
+class StoreError(HadError):
+    """A Zarr store is missing, incomplete, or disagrees with what the caller expects."""
+
 
 SEQ = "seq"
 MASK = "mask"
@@ -137,23 +148,29 @@ class StoreAttrs:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], where: str) -> StoreAttrs:
-        """Parse stored attributes, refusing other formats and schema versions by name."""
-        if data.get("format") != FORMAT_NAME:
+        """Parse stored attributes, refusing other formats and unreadable schema versions."""
+        if not is_store_attrs(data):
             raise StoreError(f"{where} is not a had-cache store (no '{ATTRS_KEY}' attributes)")
-        if data.get("schema_version") != SCHEMA_VERSION:
-            raise StoreError(
-                f"{where} has schema version {data.get('schema_version')}, this had reads "
-                f"version {SCHEMA_VERSION}; re-extract it with this version of had-cache"
-            )
+        check_readable(data.get("schema_version"), SCHEMA_VERSION, "schema", where, StoreError)
         fields = dict(data)
-        fields["teacher"] = TeacherInfo(**fields["teacher"])
-        fields["fasta"] = FastaInfo(**fields["fasta"])
-        return cls(**fields)
+        fields["teacher"] = _dataclass_from_json(TeacherInfo, fields.get("teacher"), where)
+        fields["fasta"] = _dataclass_from_json(FastaInfo, fields.get("fasta"), where)
+        # Written from now on as this version: a resumed or finalised store is rewritten whole.
+        fields["schema_version"] = SCHEMA_VERSION
+        return _dataclass_from_json(cls, fields, where)
 
     def extraction(self) -> dict[str, Any]:
         """The attributes that define the extracted data (not how or when it was written)."""
         data = self.to_json()
-        for volatile in ("complete", "had_version", "teacher_gate", "provenance", "extra"):
+        # The format version says how the attributes are written, not what was extracted.
+        for volatile in (
+            "complete",
+            "had_version",
+            "schema_version",
+            "teacher_gate",
+            "provenance",
+            "extra",
+        ):
             data.pop(volatile)
         return data
 
@@ -165,6 +182,34 @@ class StoreAttrs:
         """sha256 of the defining attributes: the FASTA and teacher checksums, windows, masks."""
         text = json.dumps(self.extraction(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+def is_store_attrs(data: object) -> bool:
+    """True if a group's `had` attribute says the group is a store of ours."""
+    return isinstance(data, dict) and data.get("format") == FORMAT_NAME
+
+
+def _dataclass_from_json(cls: type, data: object, where: str) -> Any:
+    """`cls(**data)` with one-line errors: missing required or unknown attributes are named
+    (an attribute this version does not know means the store is not what its version says)."""
+    if not isinstance(data, dict):
+        raise StoreError(f"{where}: attribute block {cls.__name__} is not a mapping")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    required = [
+        name
+        for name, f in known.items()
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    missing = [name for name in required if name not in data]
+    if unknown or missing:
+        problems = [f"unknown {', '.join(unknown)}"] if unknown else []
+        problems += [f"missing {', '.join(missing)}"] if missing else []
+        raise StoreError(
+            f"{where}: {cls.__name__} attributes do not fit schema {SCHEMA_VERSION} "
+            f"({'; '.join(problems)})"
+        )
+    return cls(**data)
 
 
 def array_specs(attrs: StoreAttrs) -> dict[str, tuple[tuple[int, ...], np.dtype, tuple[int, ...]]]:

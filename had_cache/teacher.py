@@ -7,28 +7,52 @@ in `had_cache/assets/demo_teacher`). The tokenizer must be the NT 6-mer vocabula
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from had_cache import tokenize
-from had_cache.errors import ConfigError, TeacherError
+from had_cache import masking, tokenize
 from had_cache.schema import TeacherInfo, hidden_state_index
+from had_common.checksums import files_sha256
+from had_common.errors import ConfigError, HadError
 
 PAPER_TEACHER = "InstaDeepAI/nucleotide-transformer-v2-500m-multi-species"
 DEMO_TEACHER = "demo"
 DEMO_TEACHER_DIR = Path(__file__).parent / "assets" / "demo_teacher"
+AUTO_DTYPE = "auto"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt"}
+DEFAULT_LAYERS = (-1,)
+"""The paper's choice: the final layer, after the final layer norm (`last_hidden_state`)."""
+
+
+class TeacherError(HadError):
+    """The teacher cannot be loaded or does not fit the NT 6-mer contract."""
+
+
+def parse_layers(layer: int | None, layers: str | None) -> tuple[int, ...]:
+    """`--layer N` or `--layers a,b,c` (not both) -> hidden_states indices; default (-1,)."""
+    if layer is not None and layers is not None:
+        raise ConfigError("give --layer or --layers, not both")
+    if layers is None:
+        return DEFAULT_LAYERS if layer is None else (layer,)
+    try:
+        parsed = tuple(int(x) for x in layers.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"--layers takes comma-separated integers, got {layers!r}") from None
+    if not parsed:
+        raise ConfigError("--layers needs at least one layer")
+    return parsed
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     """`auto` -> bfloat16 on GPU, float32 on CPU (CPU half precision is slow and lossy)."""
-    if dtype == "auto":
+    if dtype == AUTO_DTYPE:
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     if dtype not in DTYPES:
         raise ConfigError(f"--dtype must be auto or one of {', '.join(DTYPES)}, got {dtype!r}")
@@ -36,16 +60,8 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 def _weights_sha256(folder: Path) -> str | None:
-    files = sorted(p for p in folder.glob("*") if p.suffix in {".safetensors", ".bin", ".pt"})
-    if not files:
-        return None
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode())
-        with open(path, "rb") as fh:
-            for block in iter(lambda fh=fh: fh.read(1 << 22), b""):
-                digest.update(block)
-    return digest.hexdigest()
+    files = [p for p in folder.glob("*") if p.suffix in WEIGHT_SUFFIXES]
+    return files_sha256(files) if files else None
 
 
 def _check_vocabulary(tokenizer: object, name: str) -> None:
@@ -75,12 +91,40 @@ class Teacher:
         The input is `<cls>` + the 6-mer tokens, as NT prepends `<cls>`; no `<eos>` is appended.
         Windows of one batch have equal length, so there is no padding and no attention mask.
         """
-        ids = torch.as_tensor(np.asarray(token_ids, dtype=np.int64))
-        cls = torch.full((ids.shape[0], 1), tokenize.CLS_ID, dtype=torch.long)
-        ids = torch.cat([cls, ids], dim=1).to(self.device)
+        ids = torch.as_tensor(tokenize.with_cls(token_ids), device=self.device)
         # The encoder alone: the masked-LM head's logits are not needed for features.
         out = self.model.base_model(input_ids=ids, output_hidden_states=True)
         return {layer: out.hidden_states[layer][:, 1:] for layer in self.info.layers}
+
+    @torch.inference_mode()
+    def visible_features(self, seq: np.ndarray, mask: np.ndarray) -> dict[int, torch.Tensor]:
+        """Features [B, T - M, D] of the visible tokens, in token order, per stored layer.
+
+        seq [B, 6T] N-free codes, mask bool [B, T] with the same count per row. The teacher
+        sees masked groups as `<mask>` (its features of visible tokens must not leak them).
+        """
+        ids = masking.teacher_input(tokenize.kmer_ids(seq), mask, tokenize.MASK_ID)
+        visible = torch.as_tensor(~np.asarray(mask, dtype=bool), device=self.device)
+        n_visible = int(visible[0].sum()) if len(visible) else 0
+        return {
+            layer: out[visible].reshape(len(seq), n_visible, -1)
+            for layer, out in self.features(ids).items()
+        }
+
+
+@contextlib.contextmanager
+def _no_loading_bar() -> Iterator[None]:
+    """transformers draws a bar per weight file even for a second's load; our own bars (and a
+    one-line error if the teacher is refused) are what the user should read on stderr."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _from_pretrained(
@@ -90,9 +134,10 @@ def _from_pretrained(
 
     tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
     try:
-        model, loading = AutoModelForMaskedLM.from_pretrained(
-            source, dtype=dtype, output_loading_info=True, **kwargs
-        )
+        with _no_loading_bar():
+            model, loading = AutoModelForMaskedLM.from_pretrained(
+                source, dtype=dtype, output_loading_info=True, **kwargs
+            )
     except RuntimeError as err:  # transformers refuses weights whose shapes do not fit
         if "mismatch" not in str(err):
             raise
@@ -168,7 +213,7 @@ def load_teacher(
     name: str,
     device: torch.device,
     dtype: torch.dtype,
-    layers: Sequence[int] = (-1,),
+    layers: Sequence[int] = DEFAULT_LAYERS,
     revision: str | None = None,
     trust_remote_code: bool = True,
 ) -> Teacher:

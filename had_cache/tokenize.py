@@ -78,6 +78,17 @@ def kmer_ids(codes: np.ndarray) -> np.ndarray:
     return len(SPECIAL_TOKENS) + digits @ weights
 
 
+def with_cls(token_ids: np.ndarray) -> np.ndarray:
+    """The teacher's input rule: `<cls>` prepended to 6-mer ids [..., T] -> [..., T + 1].
+
+    NT's tokenizer prepends `<cls>` and appends nothing (no `<eos>`); features and logits at
+    position 0 belong to `<cls>`, so token i of the window sits at position i + 1.
+    """
+    ids = np.asarray(token_ids, dtype=np.int64)
+    cls = np.full((*ids.shape[:-1], 1), CLS_ID, dtype=np.int64)
+    return np.concatenate([cls, ids], axis=-1)
+
+
 def vocab_file_text() -> str:
     """`vocab.txt` content for an NT-style tokenizer folder, one token per line in id order."""
     return "\n".join(VOCAB) + "\n"

@@ -7,17 +7,23 @@ catches it before anyone spends GPU hours on it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from had_cache import masking, tokenize
-from had_cache.errors import ConfigError
+from had_cache.gate import GateReport
 from had_cache.reader import CacheReader
-from had_cache.runtime import resolve_device
-from had_cache.teacher import load_teacher, resolve_dtype
+from had_cache.schema import StoreError
+from had_cache.teacher import AUTO_DTYPE, load_teacher, resolve_dtype
+from had_common.device import AUTO, resolve_device
+from had_common.errors import ConfigError
+
+DEFAULT_RECOMPUTE = 16
+DEFAULT_MIN_COSINE = 0.99
+"""float16 storage and bf16 GPU kernels keep the same teacher above ~0.999; another checkpoint,
+layer or mask rule falls far below."""
 
 
 @dataclass(frozen=True)
@@ -44,13 +50,22 @@ class VerifyReport:
             f"max abs error    {self.max_abs:.4g}",
         ]
 
+    def check(self, min_cosine: float) -> None:
+        """StoreError if any checked record is less similar than `min_cosine`."""
+        layer, worst, cosine = self.worst
+        if cosine < min_cosine:
+            raise StoreError(
+                f"record {worst} has cosine {cosine:.4f} < {min_cosine} at teacher layer "
+                f"{layer}: the store does not match its teacher (other weights, layer or masking?)"
+            )
+
 
 def verify_store(
     path: Path,
-    recompute: int,
+    recompute: int = DEFAULT_RECOMPUTE,
     seed: int = 0,
-    device: str = "auto",
-    dtype: str = "auto",
+    device: str = AUTO,
+    dtype: str = AUTO_DTYPE,
     teacher: str | None = None,
     batch_size: int = 8,
 ) -> VerifyReport:
@@ -73,12 +88,10 @@ def verify_store(
     for lo in range(0, len(records), batch_size):
         ids = records[lo : lo + batch_size]
         blocks = {layer: reader.take(ids) for layer, reader in readers.items()}
-        seq, mask = blocks[info.layers[0]].seq, blocks[info.layers[0]].mask
-        inputs = masking.teacher_input(tokenize.kmer_ids(seq), mask, tokenize.MASK_ID)
-        visible = torch.as_tensor(~mask, device=model.device)
-        for layer, out in model.features(inputs).items():
+        first = blocks[info.layers[0]]
+        for layer, out in model.visible_features(first.seq, first.mask).items():
             a = blocks[layer].teacher.astype(np.float32).reshape(len(ids), -1)
-            b = out[visible].float().cpu().numpy().reshape(len(ids), -1)
+            b = out.float().cpu().numpy().reshape(len(ids), -1)
             cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
             cosines[layer].append(cos)
             max_abs = max(max_abs, float(np.abs(a - b).max()))
@@ -87,3 +100,24 @@ def verify_store(
         cosine={layer: np.concatenate(c) for layer, c in cosines.items()},
         max_abs=max_abs,
     )
+
+
+def describe_store(path: Path, as_json: bool = False) -> list[str]:
+    """`had-cache inspect`: a summary of a (possibly incomplete) store, or its attributes."""
+    a = CacheReader(path, require_complete=False).attrs
+    if as_json:
+        return [json.dumps(a.to_json(), indent=2)]
+    return [
+        f"store      {path} ({'complete' if a.complete else 'INCOMPLETE'})",
+        f"teacher    {a.teacher.name_or_path} "
+        f"layer{'s' if len(a.teacher.layers) > 1 else ''} "
+        f"{', '.join(map(str, a.teacher.layers))} of 0..{a.teacher.num_layers} "
+        f"(hidden {a.hidden_size})",
+        f"records    {a.n_records:,} windows of {a.window_bp} bp "
+        f"({a.n_tokens} tokens, {a.n_masked} masked), strands {a.strands}",
+        f"fasta      {a.fasta.path}",
+        "gate       "
+        + (GateReport(**a.teacher_gate).summary() if a.teacher_gate else "not recorded"),
+        f"chunks     {a.n_chunks} x {a.chunk_records} records",
+        f"schema     {a.schema_version}",
+    ]

@@ -10,7 +10,6 @@ FASTA and the options, so record i is the same window in every run and on every 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import re
 import shutil
@@ -22,12 +21,25 @@ import numpy as np
 import pyfaidx
 
 from had_cache import dna
-from had_cache.errors import ConfigError, FastaError
+from had_common.checksums import file_sha256
+from had_common.errors import ConfigError, HadError
 
+DEMO = "demo"
 DEMO_FASTA = Path(__file__).parent / "assets" / "chrX_demo.fa.gz"
 """GRCh37 chrX:15,000,001-24,500,000, shipped so `--fasta demo` and the teacher gate work offline."""
 PRIMARY_CONTIG = re.compile(r"^(chr)?([0-9]+|X|Y)$")
+CONTIG_CHOICES = ("primary", "all")
 STRAND_CHOICES = ("forward", "both")
+REGION = re.compile(r"^(?P<contig>[^:]+):(?P<start>[\d,]+)-(?P<end>[\d,]+)$")
+
+
+class FastaError(HadError):
+    """The FASTA file is missing, unreadable or unusable."""
+
+
+def fasta_path(name: str | Path) -> Path:
+    """`demo` names the embedded chrX slice; anything else is a path."""
+    return DEMO_FASTA if str(name) == DEMO else Path(name)
 
 
 @dataclass(frozen=True)
@@ -66,21 +78,6 @@ def cache_dir() -> Path:
     return Path(os.environ.get("HAD_CACHE_DIR", Path.home() / ".cache" / "had"))
 
 
-def file_sha256(path: Path, limit: int | None = None) -> str:
-    """sha256 of a file (of its first `limit` bytes when given)."""
-    digest = hashlib.sha256()
-    remaining = limit
-    with open(path, "rb") as fh:
-        while remaining is None or remaining > 0:
-            block = fh.read(1 << 20 if remaining is None else min(1 << 20, remaining))
-            if not block:
-                break
-            digest.update(block)
-            if remaining is not None:
-                remaining -= len(block)
-    return digest.hexdigest()
-
-
 def _decompress_plain_gzip(path: Path) -> Path:
     """Plain gzip cannot be indexed for random access: decompress once into the cache."""
     target = cache_dir() / "fasta" / f"{path.name.removesuffix('.gz')}.{file_sha256(path)[:12]}.fa"
@@ -101,9 +98,10 @@ def _decompress_plain_gzip(path: Path) -> Path:
     return target
 
 
-def open_fasta(path: Path) -> pyfaidx.Fasta:
-    """Open a plain or bgzip FASTA with pyfaidx (building the .fai once if missing)."""
-    path = Path(path)
+def open_fasta(path: str | Path) -> pyfaidx.Fasta:
+    """Open a plain, bgzip or plain-gzip FASTA (`demo`: the embedded slice) with pyfaidx,
+    building the .fai once if missing."""
+    path = fasta_path(path)
     if not path.is_file():
         raise FastaError(f"FASTA file not found: {path}")
     readable = path
@@ -121,7 +119,10 @@ def open_fasta(path: Path) -> pyfaidx.Fasta:
 
 
 def select_contigs(names: list[str], spec: str) -> list[str]:
-    """`primary` (chr1-22, X, Y when present, else all), `all`, or a comma-separated list."""
+    """`primary` (chr1-22, X, Y when present, else all), `all`, or a comma-separated list.
+
+    `primary` leaves out unplaced and alternative contigs (chrUn_*, *_random, *_alt) and chrM.
+    """
     if spec == "all":
         return list(names)
     if spec == "primary":
@@ -146,8 +147,7 @@ def plan_windows(
     """Tile the chosen contigs into N-free windows; optionally keep an evenly spread subset."""
     from tqdm.auto import tqdm
 
-    if window_bp <= 0 or window_bp % dna.K:
-        raise ConfigError(f"--window-bp must be a positive multiple of {dna.K}, got {window_bp}")
+    dna.groups_per_window(window_bp)
     if strands not in STRAND_CHOICES:
         raise ConfigError(f"--strands must be one of {STRAND_CHOICES}, got {strands!r}")
     names = select_contigs(list(fasta.keys()), contigs)
@@ -160,7 +160,7 @@ def plan_windows(
         if n_win == 0:
             continue
         codes = dna.encode(fasta[name][: n_win * window_bp]).reshape(n_win, window_bp)
-        clean = np.flatnonzero((codes <= dna.T).all(axis=1))
+        clean = np.flatnonzero(~dna.is_n(codes).any(axis=1))
         skipped += n_win - len(clean)
         contig_idx.append(np.full(len(clean), i, dtype=np.int32))
         starts.append(clean.astype(np.int64) * window_bp)
@@ -197,3 +197,39 @@ def read_windows(
         codes = dna.encode(fasta[name][start : start + window_bp])
         out[row] = dna.reverse_complement(codes) if table.strand[r] < 0 else codes
     return out
+
+
+def tile_n_free(codes: np.ndarray, window_bp: int) -> np.ndarray:
+    """The N-free windows [n, window_bp] of one stretch of codes, tiled from its left end
+    (the extraction's tiling and N rule, for the teacher gate and the demo teacher's data)."""
+    tiles = codes[: len(codes) // window_bp * window_bp].reshape(-1, window_bp)
+    return tiles[~dna.is_n(tiles).any(axis=1)]
+
+
+@dataclass(frozen=True)
+class Region:
+    """contig:start-end, 1-based and inclusive, as genome browsers write it."""
+
+    contig: str
+    start: int
+    end: int
+
+    @classmethod
+    def parse(cls, text: str) -> Region:
+        match = REGION.match(text)
+        if not match:
+            raise ConfigError(f"--region {text!r} is not contig:start-end")
+        start, end = (int(match[k].replace(",", "")) for k in ("start", "end"))
+        return cls(match["contig"], start, end)
+
+    def read(self, fasta: pyfaidx.Fasta) -> str:
+        """The region's bases (upper case), checked against the contig's length."""
+        if self.contig not in set(fasta.keys()):
+            raise ConfigError(f"contig {self.contig!r} is not in the FASTA")
+        length = len(fasta[self.contig])
+        if not 1 <= self.start <= self.end <= length:
+            raise ConfigError(
+                f"--region {self.contig}:{self.start}-{self.end} is outside "
+                f"{self.contig} (1-{length})"
+            )
+        return fasta[self.contig][self.start - 1 : self.end]

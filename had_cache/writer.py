@@ -15,7 +15,8 @@ import numpy as np
 import zarr
 
 from had_cache import schema
-from had_cache.errors import StoreError
+from had_cache.reader import is_store, read_attrs
+from had_cache.schema import StoreError
 from had_cache.windows import WindowTable
 
 
@@ -31,12 +32,16 @@ class StoreWriter:
     def open_or_create(
         cls, path: Path, attrs: schema.StoreAttrs, table: WindowTable, overwrite: bool = False
     ) -> StoreWriter:
-        """Resume a store of the same extraction, or create it; refuse to clobber a different one."""
+        """Resume a store of the same extraction, or create it; refuse to clobber a different one.
+
+        `overwrite` replaces only a store of ours: any other file or folder at `path` (a
+        mistyped `--out ~/project`, say) is refused untouched.
+        """
         path = Path(path)
-        if path.exists() and overwrite:
-            shutil.rmtree(path)
-        if path.exists():
-            existing = _read_attrs(path)
+        if not _is_absent(path) and overwrite:
+            remove_store(path)
+        if not _is_absent(path):
+            existing = read_attrs(path)
             if not existing.same_extraction(attrs):
                 raise StoreError(
                     f"{path} already holds a different extraction (other FASTA, teacher or "
@@ -100,9 +105,29 @@ class StoreWriter:
         return True
 
 
-def _read_attrs(path: Path) -> schema.StoreAttrs:
-    try:
-        group = zarr.open_group(str(path), mode="r")
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
-        raise StoreError(f"{path} exists but is not a Zarr store; choose another --out") from err
-    return schema.StoreAttrs.from_json(dict(group.attrs).get(schema.ATTRS_KEY, {}), str(path))
+def _is_absent(path: Path) -> bool:
+    """Nothing there, or an empty folder (made by the user for the store): free to create."""
+    return not path.exists() or (path.is_dir() and not any(path.iterdir()))
+
+
+def check_target(path: Path, overwrite: bool) -> None:
+    """Refuse an `--out` that can be neither resumed nor replaced, before any work is done:
+    an existing path that is not a had-cache store (with `overwrite`: not deletable)."""
+    path = Path(path)
+    if _is_absent(path) or is_store(path):
+        return
+    if overwrite:
+        remove_store(path)  # raises: it is not ours
+    read_attrs(path)  # raises, naming what is there instead of a store
+
+
+def remove_store(path: Path) -> None:
+    """Delete the store at `path`, refusing anything that is not a had-cache store."""
+    path = Path(path)
+    if not is_store(path):
+        what = "a file" if path.is_file() else "a folder that is not a had-cache store"
+        raise StoreError(
+            f"--overwrite refuses to delete {path}: it is {what}; "
+            "--overwrite replaces only a store written by had-cache; choose another --out"
+        )
+    shutil.rmtree(path)

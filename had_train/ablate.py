@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from had_cache.errors import ConfigError
-from had_cache.provenance import provenance
-from had_cache.runtime import resolve_device
+from had_common.device import resolve_device
+from had_common.errors import ConfigError
+from had_common.provenance import provenance
 from had_train import checkpoint, losses
 from had_train.data import PretrainBatches, store_fingerprint
 from had_train.eval.finetune import EVAL_MODES, EvalConfig, evaluate
@@ -36,6 +36,7 @@ from had_train.pretrain import (
     pretrain,
     validate,
 )
+from had_train.runs import default_ablation_dir
 
 ARMS = (*losses.OBJECTIVES, "none")
 ARM_LABELS = {
@@ -45,6 +46,7 @@ ARM_LABELS = {
     "none": "no pretraining",
 }
 TABLE_FILES = ("ablation.md", "ablation.csv", "ablation.json", "ablation.png")
+ABLATION_HOLDOUT_CHUNKS = 1
 
 
 @dataclass(frozen=True)
@@ -57,11 +59,33 @@ class AblationConfig:
     arms: tuple[str, ...] = ARMS
     seeds: tuple[int, ...] = (0, 1, 2)
     folds: int = 5
-    mode: str = "finetune"
-    epochs: int = 10
-    eval_batch_size: int = 64
-    eval_lr: float = 1e-3
+    mode: str = EVAL_MODES[0]
+    epochs: int = EvalConfig.epochs
+    eval_batch_size: int = EvalConfig.batch_size
+    eval_lr: float = EvalConfig.lr
     pretrain: dict[str, Any] = field(default_factory=dict)
+    """PretrainConfig fields shared by every arm; `holdout_chunks` defaults to
+    ABLATION_HOLDOUT_CHUNKS here so each arm is scored on windows none trained on."""
+
+    @classmethod
+    def from_options(
+        cls, cache: Path, out: Path | None, arms: str, seeds: str, **options: Any
+    ) -> AblationConfig:
+        """The command line's form: comma-separated arms and seeds, `--out` defaulting to
+        runs/ablate-<store>, and the recipe options (PretrainConfig fields) under `pretrain`."""
+        own = {f.name for f in dataclasses.fields(cls)}
+        try:
+            seed_list = tuple(int(s) for s in seeds.split(","))
+        except ValueError:
+            raise ConfigError(f"--seeds takes comma-separated integers, got {seeds!r}") from None
+        return cls(
+            cache=str(cache),
+            out=str(out or default_ablation_dir(cache)),
+            arms=tuple(a.strip() for a in arms.split(",") if a.strip()),
+            seeds=seed_list,
+            **{k: v for k, v in options.items() if k in own},
+            pretrain={k: v for k, v in options.items() if k not in own},
+        )
 
     def validate(self) -> None:
         unknown = [a for a in self.arms if a not in ARMS]
@@ -106,7 +130,8 @@ def run_ablation(cfg: AblationConfig, progress: bool = True) -> dict[str, Any]:
     """Pretrain and evaluate every arm; write the table as markdown, CSV, JSON and a bar chart."""
     cfg.validate()
     out = Path(cfg.out)
-    base = PretrainConfig(cache=cfg.cache, out=str(out), **cfg.pretrain)
+    recipe = {"holdout_chunks": ABLATION_HOLDOUT_CHUNKS} | cfg.pretrain
+    base = PretrainConfig(cache=cfg.cache, out=str(out), **recipe)
     validate(base)
     per_seed: list[dict[str, Any]] = []
     held_out: dict[str, Any] = {}

@@ -7,7 +7,6 @@ complete checkpoints beyond `keep` are purged.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -16,12 +15,17 @@ from typing import Any
 
 import torch
 
-from had_cache.errors import HadError
+from had_common.checksums import files_sha256
+from had_common.errors import HadError
 
 MARKER = "COMPLETE"
 TRAINER_STATE = "trainer_state.json"
 OPTIMIZER_STATE = "optimizer.pt"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+class CheckpointError(HadError):
+    """A path that is no usable checkpoint: missing, incomplete, or weights that do not load."""
 
 
 def step_dir(run_dir: Path, step: int) -> Path:
@@ -74,24 +78,36 @@ def load_trainer_state(checkpoint: Path) -> dict[str, Any]:
 
 def weights_sha256(checkpoint: Path) -> str:
     """sha256 of a checkpoint's weight file(s), in name order."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(checkpoint).glob("*.safetensors")):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+    return files_sha256(Path(checkpoint).glob("*.safetensors"))
 
 
 def resolve_model_dir(path: Path) -> Path:
     """A run folder (-> its latest complete checkpoint) or a checkpoint folder -> a model folder."""
     path = Path(path)
     if not path.exists():
-        raise HadError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"checkpoint not found: {path}")
     if (path / "config.json").exists() and (path / MARKER).exists():
         return path
     latest = latest_checkpoint(path)
     if latest is None:
-        raise HadError(
+        raise CheckpointError(
             f"{path} holds no complete checkpoint (no step-*/ folder with a {MARKER} marker); "
             "point --checkpoint at a `had-train pretrain` run folder"
         )
     return latest
+
+
+def check_encoder_loaded(model_dir: Path, loading_info: dict[str, Any], new: str) -> None:
+    """Refuse a load in which an encoder weight was missing or re-shaped (`from_pretrained(...,
+    output_loading_info=True)`): it would silently start random and report a baseline as if
+    it were pretrained. Only the parameters under the prefix `new` (a fresh head) may be new."""
+    missing = sorted(k for k in loading_info["missing_keys"] if not k.startswith(new))
+    mismatched = sorted(str(k) for k in loading_info.get("mismatched_keys", ()))
+    if missing or mismatched:
+        bad = missing or mismatched
+        raise CheckpointError(
+            f"{model_dir}: {len(bad)} encoder weight(s) "
+            f"{'missing from' if missing else 'with the wrong shape in'} the checkpoint "
+            f"(e.g. {', '.join(bad[:3])}); they would silently start random. "
+            "Point at a `had-train pretrain` run or step folder of the same architecture"
+        )

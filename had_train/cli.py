@@ -1,53 +1,31 @@
-"""`had-train`: stage two of HAD, pretraining the student from a store and evaluating it."""
+"""`had-train`: stage two of HAD, pretraining the student from a store and evaluating it.
+
+Each command parses its options and calls one library function; every default shown in --help is
+read from the library's config dataclasses, so it cannot drift from what runs.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
-from had_cache.errors import ConfigError, HadError, exit_on_had_error
-from had_train import checkpoint, losses
-from had_train.ablate import ARMS
-from had_train.eval.finetune import EVAL_MODES
-from had_train.pretrain import (
-    PRECISIONS,
-    RESUMABLE_OVERRIDES,
-    PretrainConfig,
-    load_run_config,
-    pretrain,
-)
+from had_common.cli import CONTEXT_SETTINGS, device_option, exit_on_had_error
+from had_train import losses
+from had_train.ablate import ABLATION_HOLDOUT_CHUNKS, ARMS, AblationConfig
+from had_train.eval.finetune import EVAL_MODES, EvalConfig
+from had_train.pretrain import PRECISIONS, PretrainConfig
 
-RUNS_DIR = Path("runs")
 _DEFAULTS = PretrainConfig(cache="", out="")
+_EVAL = EvalConfig()
+_ABLATE = AblationConfig(cache="", out="")
 F = TypeVar("F", bound=Callable[..., object])
 
 
-def default_run_dir(cache: Path) -> Path:
-    """store.had.zarr -> runs/store"""
-    return RUNS_DIR / cache.name.removesuffix(".zarr").removesuffix(".had")
-
-
-def latest_run(runs: Path = RUNS_DIR) -> Path:
-    """The run under ./runs whose newest complete checkpoint was written last."""
-    candidates = []
-    if runs.is_dir():
-        for run in runs.iterdir():
-            latest = checkpoint.latest_checkpoint(run)
-            if latest is not None:
-                candidates.append(((latest / checkpoint.MARKER).stat().st_mtime, run))
-    if not candidates:
-        raise HadError(
-            f"no pretraining run with a checkpoint under ./{runs}; pass --checkpoint RUN_DIR "
-            "(or --checkpoint none for a no-pretraining baseline)"
-        )
-    return max(candidates)[1]
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings=CONTEXT_SETTINGS)
 def main() -> None:
     """Stage two of HAD: pretrain the student from a `had-cache` store, then evaluate it."""
 
@@ -177,12 +155,7 @@ RECIPE_OPTIONS = {
         show_default=True,
         help="bf16: run the forward pass under bfloat16 autocast (for GPUs; weights, optimizer and losses stay fp32). CPUs without bf16 units run it slower than fp32.",
     ),
-    "device": click.option(
-        "--device",
-        default=_d("device"),
-        show_default=True,
-        help="auto (cuda if present, else cpu), cpu, cuda, cuda:1, ...",
-    ),
+    "device": device_option(),
 }
 
 
@@ -190,7 +163,7 @@ RECIPE_OPTIONS = {
 EVAL_MODE_OPTION = click.option(
     "--mode",
     type=click.Choice(EVAL_MODES),
-    default="finetune",
+    default=_EVAL.mode,
     show_default=True,
     help="finetune = train encoder and head; linear = frozen encoder, logistic regression on its embeddings (fast probe).",
 )
@@ -254,35 +227,14 @@ def pretrain_cmd(
 ) -> None:
     """Train the student on a store: alignment to the teacher's visible-group features plus
     reconstruction of the masked bases. The teacher is never loaded."""
-    run_dir = out or default_run_dir(cache)
-    cfg = PretrainConfig(cache=str(cache), out=str(run_dir), **options)
-    if resume:
-        saved = load_run_config(run_dir)
-        given = {
-            name
-            for name in options
-            if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
-        }
-        clashes = [
-            f"--{n.replace('_', '-')} {getattr(cfg, n)} (run has {getattr(saved, n)})"
-            for n in sorted(given - set(RESUMABLE_OVERRIDES))
-            if getattr(cfg, n) != getattr(saved, n)
-        ]
-        if clashes:
-            raise ConfigError(
-                f"--resume keeps the run's options; these differ: {', '.join(clashes)}"
-            )
-        cfg = dataclasses.replace(
-            saved,
-            cache=str(cache),
-            **{n: getattr(cfg, n) for n in given & set(RESUMABLE_OVERRIDES)},
-        )
+    from had_train.pretrain import config_from_options, interrupted_note, pretrain
+
+    given = {n for n in options if ctx.get_parameter_source(n) is not ParameterSource.DEFAULT}
+    cfg = config_from_options(cache, out, resume, given, **options)
     try:
         final = pretrain(cfg, resume=resume)
     except KeyboardInterrupt:
-        latest = checkpoint.latest_checkpoint(Path(cfg.out))
-        where = f"the latest complete checkpoint is {latest}" if latest else "no checkpoint yet"
-        click.echo(f"\ninterrupted: {where}; continue with --resume --out {cfg.out}", err=True)
+        click.echo(f"\n{interrupted_note(Path(cfg.out))}", err=True)
         raise SystemExit(130) from None
     click.echo(f"checkpoint  {final}\nlosses      {Path(cfg.out) / 'losses.csv'}")
 
@@ -296,28 +248,28 @@ def pretrain_cmd(
 )
 @click.option(
     "--task",
-    default="splice",
+    default=_EVAL.task,
     show_default=True,
     help="Built-in task name (`splice`: UCI primate splice junctions, 3 classes) or a CSV with `sequence,label` columns.",
 )
 @click.option(
     "--folds",
     type=int,
-    default=0,
+    default=_EVAL.folds,
     show_default=True,
     help="0 = one stratified train/test split; k >= 2 = stratified k-fold cross-validation.",
 )
 @click.option(
     "--test-frac",
     type=float,
-    default=0.2,
+    default=_EVAL.test_frac,
     show_default=True,
     help="Test share of the single split.",
 )
-@click.option("--epochs", type=int, default=10, show_default=True)
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--epochs", type=int, default=_EVAL.epochs, show_default=True)
+@click.option("--batch-size", type=int, default=_EVAL.batch_size, show_default=True)
+@click.option("--lr", type=float, default=_EVAL.lr, show_default=True)
+@click.option("--seed", type=int, default=_EVAL.seed, show_default=True)
 @click.option(
     "--max-len",
     type=int,
@@ -325,7 +277,7 @@ def pretrain_cmd(
     help="Crop longer sequences around their centre. [default: no crop]",
 )
 @click.option(
-    "--preset", default="paper", show_default=True, help="Architecture for --checkpoint none."
+    "--preset", default=_EVAL.preset, show_default=True, help="Architecture for --checkpoint none."
 )
 @click.option(
     "--mixers",
@@ -340,37 +292,24 @@ def pretrain_cmd(
     help="Let the attention block attend within blocks of this many bases: linear cost for long sequences, identical for shorter ones; not in the paper. [default: global attention]",
 )
 @click.option("--no-tsne", is_flag=True, help="Skip the t-SNE figure.")
-@click.option("--device", default="auto", show_default=True)
+@device_option()
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
     default=None,
-    help="Folder for results.json and tsne.png. [default: <run>/eval-<task>]",
+    help="Folder for results.json and tsne.png. [default: <run>/eval-<task>, runs/baseline/eval-<task> for --checkpoint none]",
 )
 @exit_on_had_error
-def eval_cmd(
-    checkpoint_path: str | None, out: Path | None, no_tsne: bool, **options: object
-) -> None:
+def eval_cmd(checkpoint_path: str | None, out: Path | None, no_tsne: bool, **options: Any) -> None:
     """Fine-tune the student with a classification head on a labelled set; print accuracy, MCC
     and macro-F1, write results.json and a t-SNE PNG of the test-set embeddings."""
-    from had_train.eval.finetune import EvalConfig, evaluate
+    from had_train.eval.finetune import evaluate
     from had_train.eval.report import format_table
+    from had_train.runs import checkpoint_option, default_eval_dir
 
-    if checkpoint_path is None:
-        model_dir: Path | None = latest_run()
-    elif checkpoint_path.lower() == "none":
-        model_dir = None
-    else:
-        model_dir = Path(checkpoint_path)
-    task = str(options["task"])
-    task_name = Path(task).stem if task.endswith(".csv") else task
-    if out is None:
-        base = model_dir if model_dir is not None and model_dir.is_dir() else Path("runs/baseline")
-        if model_dir is not None and (model_dir / checkpoint.MARKER).exists():
-            base = model_dir.parent
-        out = base / f"eval-{task_name}"
-    cfg = EvalConfig(tsne=not no_tsne, **options)
-    results = evaluate(model_dir, cfg, out)
+    model_dir = checkpoint_option(checkpoint_path)
+    out = out or default_eval_dir(model_dir, options["task"])
+    results = evaluate(model_dir, EvalConfig(tsne=not no_tsne, **options), out)
     click.echo(format_table(results))
     click.echo(f"results  {out / 'results.json'}")
     if results.get("tsne"):
@@ -387,106 +326,86 @@ def eval_cmd(
     default=None,
     help="Folder for the arms' runs, evaluations and the table. [default: runs/ablate-<store>]",
 )
-@click.option("--task", default="splice", show_default=True, help="Built-in task or CSV.")
+@click.option("--task", default=_ABLATE.task, show_default=True, help="Built-in task or CSV.")
 @click.option(
     "--arms",
-    default=",".join(ARMS),
+    default=",".join(_ABLATE.arms),
     show_default=True,
-    help="Comma-separated: had, mlm (reconstruction only), distill (alignment only), none (no pretraining).",
+    help=f"Comma-separated, of {', '.join(ARMS)}: had, mlm (reconstruction only), distill (alignment only), none (no pretraining).",
 )
-@click.option("--seeds", default="0,1,2", show_default=True, help="Evaluation seeds.")
-@click.option("--folds", type=int, default=5, show_default=True, help="Stratified k-fold.")
+@click.option(
+    "--seeds",
+    default=",".join(map(str, _ABLATE.seeds)),
+    show_default=True,
+    help="Evaluation seeds.",
+)
+@click.option(
+    "--folds", type=int, default=_ABLATE.folds, show_default=True, help="Stratified k-fold."
+)
 @EVAL_MODE_OPTION
-@click.option("--epochs", type=int, default=10, show_default=True, help="Fine-tuning epochs.")
 @click.option(
-    "--eval-batch-size", type=int, default=64, show_default=True, help="Fine-tuning batch size."
+    "--epochs", type=int, default=_ABLATE.epochs, show_default=True, help="Fine-tuning epochs."
 )
 @click.option(
-    "--eval-lr", type=float, default=1e-3, show_default=True, help="Fine-tuning learning rate."
+    "--eval-batch-size",
+    type=int,
+    default=_ABLATE.eval_batch_size,
+    show_default=True,
+    help="Fine-tuning batch size.",
+)
+@click.option(
+    "--eval-lr",
+    type=float,
+    default=_ABLATE.eval_lr,
+    show_default=True,
+    help="Fine-tuning learning rate.",
 )
 @recipe_options("preset", "mixers", "steps", "batch_size", "lr", "align_weight", "teacher_layer")
 @click.option(
     "--holdout-chunks",
     type=int,
-    default=1,
+    default=ABLATION_HOLDOUT_CHUNKS,
     show_default=True,
     help="Store chunks no arm trains on; alignment cosine and reconstruction are scored there.",
 )
 @recipe_options("seed", "save_every", "precision", "device")
 @exit_on_had_error
-def ablate_cmd(
-    cache: Path,
-    out: Path | None,
-    task: str,
-    arms: str,
-    seeds: str,
-    folds: int,
-    mode: str,
-    epochs: int,
-    eval_batch_size: int,
-    eval_lr: float,
-    **recipe: object,
-) -> None:
+def ablate_cmd(cache: Path, out: Path | None, arms: str, seeds: str, **options: Any) -> None:
     """Pretrain HAD, reconstruction-only and alignment-only students at equal compute (same
     store, steps, batch, seed), evaluate them and a no-pretraining baseline on a task with
     several seeds, and write a table (md, csv, json) and a bar chart."""
-    from had_train.ablate import AblationConfig, run_ablation
+    from had_train.ablate import run_ablation
 
-    try:
-        seed_list = tuple(int(s) for s in seeds.split(","))
-    except ValueError:
-        raise ConfigError(f"--seeds takes comma-separated integers, got {seeds!r}") from None
-    cfg = AblationConfig(
-        cache=str(cache),
-        out=str(out or RUNS_DIR / f"ablate-{default_run_dir(cache).name}"),
-        task=task,
-        arms=tuple(a.strip() for a in arms.split(",") if a.strip()),
-        seeds=seed_list,
-        folds=folds,
-        mode=mode,
-        epochs=epochs,
-        eval_batch_size=eval_batch_size,
-        eval_lr=eval_lr,
-        pretrain=recipe,
-    )
+    cfg = AblationConfig.from_options(cache, out, arms, seeds, **options)
     run_ablation(cfg)
     click.echo((Path(cfg.out) / "ablation.md").read_text())
     click.echo(f"table    {Path(cfg.out) / 'ablation.md'} (.csv, .json, .png)")
 
 
-TESTED = {"torch": "2.13", "transformers": "5.24", "zarr": "3.1"}
-"""Versions the test suite ran under (CI); other versions may work but are not tested."""
+@main.command("export")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder to write the Hugging Face model to (created; must not exist or be empty).",
+)
+@exit_on_had_error
+def export_cmd(run: Path, out: Path) -> None:
+    """Write a pretrained student as a self-contained Hugging Face folder (config, encoder
+    weights, its code as remote code, a tokenizer, a model card) that loads without had:
+    `AutoModel.from_pretrained(DIR, trust_remote_code=True)`."""
+    from had_train.export import export_student
 
-
-def _version(module: str) -> str:
-    from importlib import import_module
-
-    try:
-        return str(getattr(import_module(module), "__version__", "installed"))
-    except Exception as err:  # an optional kernel that fails to import for any reason
-        return f"not available ({type(err).__name__})"
+    folder = export_student(run, out)
+    click.echo(f"exported  {folder}")
 
 
 @main.command("doctor")
-@click.option("--device", default="auto", show_default=True)
+@device_option()
 @exit_on_had_error
 def doctor_cmd(device: str) -> None:
     """Print package versions, the device, and which implementation each mixer will use."""
-    import platform
+    from had_train.doctor import doctor_lines
 
-    import torch
-
-    from had_cache.runtime import resolve_device
-    from had_train.ops import mixer_backends
-
-    dev = resolve_device(device)
-    rows = [("python", platform.python_version(), "")]
-    for name in ("torch", "transformers", "zarr", "numcodecs", "pyfaidx", "had_cache"):
-        rows.append((name, _version(name), f"tested {TESTED[name]}.x" if name in TESTED else ""))
-    for name in ("fla", "mamba_ssm", "triton"):
-        rows.append((name, _version(name), "optional GPU kernel"))
-    gpu = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "no CUDA device"
-    rows.append(("device", str(dev), gpu))
-    rows += [(f"mixer {m}", b, "") for m, b in mixer_backends(dev).items()]
-    w0, w1 = (max(len(r[i]) for r in rows) for i in (0, 1))
-    click.echo("\n".join(f"{a:<{w0}}  {b:<{w1}}  {c}".rstrip() for a, b, c in rows))
+    click.echo("\n".join(doctor_lines(device)))

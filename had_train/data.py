@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from had_cache.errors import ConfigError
 from had_cache.reader import CacheReader, Records
 from had_cache.schema import StoreAttrs
+from had_common.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Batch:
     record: torch.Tensor  # int64 [B] record ids (for error messages)
     seq: torch.Tensor  # int64 [B, W] unmasked base codes
     group_mask: torch.Tensor  # bool [B, T]
-    teacher: torch.Tensor  # float32 [B, T - M, D]
+    teacher: torch.Tensor  # float32 [B, T - M, D] (stored as schema.TEACHER_DTYPE)
 
     def _map(self, fn: object) -> Batch:
         return Batch(*(fn(t) for t in (self.record, self.seq, self.group_mask, self.teacher)))
@@ -138,26 +138,12 @@ class PretrainBatches:
 
     def records(self, ids: np.ndarray) -> Batch:
         """A batch of the given record ids (training steps, or held-out records)."""
-        chunk_of = ids // self.attrs.chunk_records
-        seq = np.empty((len(ids), self.attrs.window_bp), dtype=np.uint8)
-        mask = np.empty((len(ids), self.attrs.n_tokens), dtype=bool)
-        teacher = np.empty(
-            (len(ids), self.attrs.n_visible, self.attrs.hidden_size), dtype=np.float16
-        )
-        for chunk in np.unique(chunk_of):
-            rows = np.flatnonzero(chunk_of == chunk)
-            records = self._chunk(int(chunk))
-            local = ids[rows] - int(records.index[0])
-            seq[rows], mask[rows], teacher[rows] = (
-                records.seq[local],
-                records.mask[local],
-                records.teacher[local],
-            )
+        block = self.reader.take(ids, read_chunk=self._chunk)
         return Batch(
-            record=torch.from_numpy(ids.copy()),
-            seq=torch.from_numpy(seq).long(),
-            group_mask=torch.from_numpy(mask),
-            teacher=torch.from_numpy(teacher).float(),
+            record=torch.from_numpy(block.index.copy()),
+            seq=torch.from_numpy(block.seq).long(),
+            group_mask=torch.from_numpy(block.mask),
+            teacher=torch.from_numpy(block.teacher).float(),
         )
 
     def iterate(

@@ -5,7 +5,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = -100
+from had_common.errors import HadError
+from had_train.model.modeling_had import IGNORE_INDEX
+
+OBJECTIVES = ("had", "mlm", "distill")
+"""had = alignment + reconstruction; mlm = reconstruction only; distill = alignment only."""
+
+
+class NonFiniteLossError(HadError):
+    """Training produced an infinite or NaN loss (usually a too-high learning rate)."""
 
 
 def alignment_loss(aligned: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
@@ -18,14 +26,11 @@ def alignment_loss(aligned: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor
 
 
 def reconstruction_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of the masked bases: logits [B, 6M, 4] over A, C, G, T; targets [B, 6M]."""
+    """Cross-entropy of the masked bases: logits [B, 6M, 4] over A, C, G, T; targets [B, 6M],
+    IGNORE_INDEX where the base is not A, C, G or T (it is never a target)."""
     return F.cross_entropy(
         logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX
     )
-
-
-OBJECTIVES = ("had", "mlm", "distill")
-"""had = alignment + reconstruction; mlm = reconstruction only; distill = alignment only."""
 
 
 def objective_weights(objective: str, align_weight: float) -> tuple[float, float]:
@@ -49,3 +54,9 @@ def had_loss(
     if recon_weight:
         total = total + recon_weight * recon
     return total
+
+
+def check_finite(loss: torch.Tensor, where: str, advice: str = "lower --lr") -> None:
+    """NonFiniteLossError naming `where` if `loss` is inf or NaN: stop before the weights are."""
+    if not torch.isfinite(loss):
+        raise NonFiniteLossError(f"non-finite loss {loss.item()} {where}; {advice}")

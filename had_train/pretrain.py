@@ -1,17 +1,24 @@
-"""Pretraining the student from a store, top to bottom.
+"""Pretraining the student from a store: setup, one step, save, and the loop that runs them.
 
 HAD = alignment (student's visible-group features vs the teacher's) + reconstruction (masked
 bases), AdamW, linear warm-up then cosine decay as a pure function of the step, gradient
 clipping, a CSV of losses, checkpoints every `save_every` steps and at the end. The teacher is
 never loaded: its features come from the store.
+
+The pieces are separate so that a distributed trainer adds code beside them rather than inside
+them: `setup` builds a `Session` (data, model, optimizer, restored state, run files),
+`train_step` does one optimizer step on one batch, `save` writes one checkpoint, and `pretrain`
+is the loop, top to bottom.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,11 +26,12 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from had_cache.errors import ConfigError, HadError
-from had_cache.provenance import provenance
-from had_cache.runtime import resolve_device
+from had_common.device import AUTO, resolve_device
+from had_common.errors import ConfigError, HadError
+from had_common.provenance import provenance
+from had_common.versions import check_readable
 from had_train import checkpoint, losses
-from had_train.data import PretrainBatches
+from had_train.data import Batch, PretrainBatches
 from had_train.model import (
     HadStudentConfig,
     HadStudentForPretraining,
@@ -31,13 +39,23 @@ from had_train.model import (
     parse_mixers,
 )
 from had_train.ops import mixer_backends
+from had_train.optim import optim_groups
+from had_train.runs import default_run_dir
 from had_train.schedule import warmup_cosine
 
 CONFIG_FILE = "pretrain_config.json"
 LOSSES_FILE = "losses.csv"
 PROVENANCE_FILE = "provenance.json"
 HELD_OUT_FILE = "held_out.json"
+STORE_FILE = "store.json"
 LOSS_COLUMNS = ("step", "loss", "align", "recon", "lr", "grad_norm", "seconds")
+CONFIG_VERSION = "1.0"
+"""Version of pretrain_config.json (`had_common.versions`); files without one read as 1.0."""
+CONFIG_VERSION_KEY = "config_version"
+
+
+class RunError(HadError):
+    """A run folder that cannot be started, resumed or read as asked."""
 
 
 @dataclass(frozen=True)
@@ -70,19 +88,31 @@ class PretrainConfig:
     save_every: int = 1000
     keep_last: int = 3
     log_every: int = 10
-    device: str = "auto"
+    device: str = AUTO
     precision: str = "fp32"
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {CONFIG_VERSION_KEY: CONFIG_VERSION, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], where: str) -> PretrainConfig:
+        """A saved config of this or an older minor version; fields added since take defaults."""
+        fields = dict(data)
+        check_readable(
+            fields.pop(CONFIG_VERSION_KEY, "1.0"), CONFIG_VERSION, "run config", where, RunError
+        )
+        unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise RunError(f"{where}: unknown option(s) {', '.join(unknown)} in the run config")
+        return cls(**fields)
 
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 """--precision: the autocast dtype of the forward pass (None: plain float32). Weights, optimizer
 state and losses stay float32 either way."""
 
-# Options that may differ between the first run and a resume without changing the training.
 RESUMABLE_OVERRIDES = ("steps", "save_every", "keep_last", "log_every", "device", "workers")
+"""Options that may differ between the first run and a resume without changing the training."""
 
 
 def lr_at(step: int, cfg: PretrainConfig) -> float:
@@ -117,8 +147,39 @@ def validate(cfg: PretrainConfig) -> None:
 def load_run_config(run_dir: Path) -> PretrainConfig:
     path = Path(run_dir) / CONFIG_FILE
     if not path.exists():
-        raise HadError(f"{run_dir} is not a pretraining run (no {CONFIG_FILE}); nothing to resume")
-    return PretrainConfig(**json.loads(path.read_text()))
+        raise RunError(f"{run_dir} is not a pretraining run (no {CONFIG_FILE}); nothing to resume")
+    return PretrainConfig.from_json(json.loads(path.read_text()), str(path))
+
+
+def config_from_options(
+    cache: Path, out: Path | None, resume: bool, given: Iterable[str], **options: Any
+) -> PretrainConfig:
+    """The command line's config: `--out` defaults to runs/<store name>; with `--resume` the
+    run's saved options apply, and of the options the user gave (`given`) only the ones in
+    RESUMABLE_OVERRIDES may differ from them."""
+    run_dir = out or default_run_dir(cache)
+    cfg = PretrainConfig(cache=str(cache), out=str(run_dir), **options)
+    if not resume:
+        return cfg
+    saved = load_run_config(run_dir)
+    given = set(given)
+    clashes = [
+        f"--{n.replace('_', '-')} {getattr(cfg, n)} (run has {getattr(saved, n)})"
+        for n in sorted(given - set(RESUMABLE_OVERRIDES))
+        if getattr(cfg, n) != getattr(saved, n)
+    ]
+    if clashes:
+        raise ConfigError(f"--resume keeps the run's options; these differ: {', '.join(clashes)}")
+    return dataclasses.replace(
+        saved, cache=str(cache), **{n: getattr(cfg, n) for n in given & set(RESUMABLE_OVERRIDES)}
+    )
+
+
+def interrupted_note(run_dir: Path) -> str:
+    """What a user reads after Ctrl-C: what is safe on disk and how to continue."""
+    latest = checkpoint.latest_checkpoint(Path(run_dir))
+    where = f"the latest complete checkpoint is {latest}" if latest else "no checkpoint yet"
+    return f"interrupted: {where}; continue with --resume --out {run_dir}"
 
 
 def student_config(cfg: PretrainConfig, hidden_size: int = 1024) -> HadStudentConfig:
@@ -138,29 +199,54 @@ def build_model(cfg: PretrainConfig, hidden_size: int) -> HadStudentForPretraini
     return HadStudentForPretraining(student_config(cfg, hidden_size))
 
 
-def _open_loss_log(run_dir: Path, resume_step: int) -> tuple[Any, Any]:
-    """Open losses.csv for appending, dropping rows logged after the checkpoint we resume from."""
-    path = Path(run_dir) / LOSSES_FILE
-    rows = []
-    if resume_step and path.exists():
-        with open(path, newline="") as fh:
-            rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= resume_step]
-    fh = open(path, "w", newline="")  # noqa: SIM115 - kept open for the whole run
-    writer = csv.DictWriter(fh, fieldnames=LOSS_COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
-    fh.flush()
-    return fh, writer
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The forward pass's precision context: bfloat16 autocast, or nothing for fp32."""
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
-def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Train (or resume) the student; returns the final checkpoint folder."""
+@dataclass
+class Session:
+    """Everything one pretraining run holds between steps."""
+
+    cfg: PretrainConfig
+    run_dir: Path
+    device: torch.device
+    data: PretrainBatches
+    model: HadStudentForPretraining
+    optimizer: torch.optim.Optimizer
+    start: int  # first step to train (0, or the resumed checkpoint's step)
+    latest: Path | None  # the newest complete checkpoint
+    align_weight: float
+    recon_weight: float
+
+    @property
+    def micro_batch(self) -> int:
+        return self.cfg.batch_size // self.cfg.grad_accum
+
+
+@dataclass(frozen=True)
+class StepStats:
+    """What one optimizer step measured (losses are means over the batch)."""
+
+    loss: float
+    align: float
+    recon: float
+    lr: float
+    grad_norm: float
+
+
+def setup(cfg: PretrainConfig, resume: bool = False) -> Session:
+    """Validate, open the store, build model and optimizer, restore a checkpoint when
+    resuming, and write the run's config, store attributes and provenance."""
     validate(cfg)
     run_dir = Path(cfg.out)
-    existing = checkpoint.latest_checkpoint(run_dir)
-    if existing is not None and not resume:
-        raise ConfigError(
-            f"{run_dir} already has checkpoints (latest {existing.name}); pass --resume to "
+    latest = checkpoint.latest_checkpoint(run_dir)
+    if latest is not None and not resume:
+        raise RunError(
+            f"{run_dir} already has checkpoints (latest {latest.name}); pass --resume to "
             "continue it or --out for a new run"
         )
     device = resolve_device(cfg.device)
@@ -172,121 +258,159 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
         cfg.teacher_layer,
         cfg.holdout_chunks,
     )
-    align_w, recon_w = losses.objective_weights(cfg.objective, cfg.align_weight)
     model = build_model(cfg, data.attrs.hidden_size)
     if model.config.group_size * data.attrs.n_tokens != data.attrs.window_bp:
         raise ConfigError(
             f"store groups {data.attrs.k} bases per token, the student {model.config.group_size}"
         )
     model.to(device)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "embed" in n]
     optimizer = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=cfg.lr,
-        betas=(0.9, 0.95),
+        optim_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95)
     )
     start = 0
-    if resume and existing is not None:
-        state = checkpoint.load_trainer_state(existing)
-        model.load_state_dict(HadStudentForPretraining.from_pretrained(existing).state_dict())
+    if resume and latest is not None:
+        model.load_state_dict(HadStudentForPretraining.from_pretrained(latest).state_dict())
         optimizer.load_state_dict(
-            torch.load(existing / checkpoint.OPTIMIZER_STATE, map_location=device)
+            torch.load(latest / checkpoint.OPTIMIZER_STATE, map_location=device)
         )
-        start = int(state["step"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_json(), indent=2))
-    (run_dir / "store.json").write_text(json.dumps(data.attrs.to_json(), indent=2))
-    # One record per start (a resumed run appends), so every command that shaped it is kept.
-    starts = json.loads(prov.read_text()) if (prov := run_dir / PROVENANCE_FILE).exists() else []
-    record = provenance(
-        seeds={"seed": cfg.seed}, inputs={"store_fingerprint": data.attrs.fingerprint()}
+        start = int(checkpoint.load_trainer_state(latest)["step"])
+    align_weight, recon_weight = losses.objective_weights(cfg.objective, cfg.align_weight)
+    session = Session(
+        cfg, run_dir, device, data, model, optimizer, start, latest, align_weight, recon_weight
     )
-    prov.write_text(json.dumps([*starts, record | {"start_step": start}], indent=2))
+    _write_run_files(session)
+    return session
 
-    tqdm.write(
-        f"student: {count_parameters(model.had):,} encoder parameters ({cfg.preset}: "
-        f"{','.join(model.config.mixers)}); "
-        + " ".join(
-            f"{m}={b}" for m, b in mixer_backends(device).items() if m in model.config.mixers
-        )
-        + f" device={device} precision={cfg.precision}; "
-        f"store {data.attrs.n_records:,} records, teacher layer {data.reader.layer} "
-        f"width {data.attrs.hidden_size}; objective {cfg.objective}; "
-        f"steps {start}->{cfg.steps}"
+
+def _write_run_files(s: Session) -> None:
+    """The run's config, the store's attributes, and one provenance record per start."""
+    s.run_dir.mkdir(parents=True, exist_ok=True)
+    (s.run_dir / CONFIG_FILE).write_text(json.dumps(s.cfg.to_json(), indent=2))
+    (s.run_dir / STORE_FILE).write_text(json.dumps(s.data.attrs.to_json(), indent=2))
+    # A resumed run appends, so every command that shaped it is kept.
+    prov = s.run_dir / PROVENANCE_FILE
+    starts = json.loads(prov.read_text()) if prov.exists() else []
+    record = provenance(
+        seeds={"seed": s.cfg.seed}, inputs={"store_fingerprint": s.data.attrs.fingerprint()}
     )
-    log_fh, log = _open_loss_log(run_dir, start)
-    micro = cfg.batch_size // cfg.grad_accum
+    prov.write_text(json.dumps([*starts, record | {"start_step": s.start}], indent=2))
+
+
+def describe(s: Session) -> str:
+    """The run in one line: model size and mixers, kernels, device, store, objective, steps."""
+    cfg, config = s.cfg, s.model.config
+    backends = " ".join(
+        f"{m}={b}" for m, b in mixer_backends(s.device).items() if m in config.mixers
+    )
+    return (
+        f"student: {count_parameters(s.model.had):,} encoder parameters ({cfg.preset}: "
+        f"{','.join(config.mixers)}); {backends} device={s.device} precision={cfg.precision}; "
+        f"store {s.data.attrs.n_records:,} records, teacher layer {s.data.reader.layer} "
+        f"width {s.data.attrs.hidden_size}; objective {cfg.objective}; "
+        f"steps {s.start}->{cfg.steps}"
+    )
+
+
+def train_step(s: Session, step: int, batch: Batch) -> StepStats:
+    """One optimizer step on `batch` (accumulated over grad_accum micro-batches)."""
+    cfg, model = s.cfg, s.model
+    lr = lr_at(step, cfg)
+    for group in s.optimizer.param_groups:
+        group["lr"] = lr
+    s.optimizer.zero_grad(set_to_none=True)
+    totals = torch.zeros(3)
+    for lo in range(0, cfg.batch_size, s.micro_batch):
+        part = batch.rows(lo, lo + s.micro_batch).to(s.device)
+        with autocast(s.device, cfg.precision):
+            out = model(part.seq, part.group_mask)
+        align = losses.alignment_loss(out.aligned, part.teacher)
+        recon = losses.reconstruction_loss(
+            out.recon_logits, model.reconstruction_targets(part.seq, part.group_mask)
+        )
+        loss = losses.had_loss(align, recon, s.align_weight, s.recon_weight)
+        losses.check_finite(
+            loss,
+            f"at step {step} (align {align.item()}, recon {recon.item()}) on records "
+            f"{part.record.tolist()[:8]}...",
+        )
+        (loss / cfg.grad_accum).backward()
+        totals += torch.stack([loss, align, recon]).detach().cpu() / cfg.grad_accum
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    s.optimizer.step()
+    loss, align, recon = totals.tolist()
+    return StepStats(loss, align, recon, lr, float(grad_norm))
+
+
+def save(s: Session, step: int) -> Path:
+    """Checkpoint `step` (model, optimizer, trainer state); it counts once its marker is written."""
+    s.latest = checkpoint.save_checkpoint(
+        s.run_dir, step, s.model, s.optimizer, {"config": s.cfg.to_json()}, s.cfg.keep_last
+    )
+    return s.latest
+
+
+class LossLog:
+    """losses.csv, one row every log_every steps; a resumed run keeps the rows up to its step."""
+
+    def __init__(self, run_dir: Path, resume_step: int) -> None:
+        path = Path(run_dir) / LOSSES_FILE
+        rows = []
+        if resume_step and path.exists():
+            with open(path, newline="") as fh:
+                rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= resume_step]
+        self._fh = open(path, "w", newline="")  # noqa: SIM115 - kept open for the whole run
+        self._writer = csv.DictWriter(self._fh, fieldnames=LOSS_COLUMNS)
+        self._writer.writeheader()
+        self._writer.writerows(rows)
+        self._fh.flush()
+
+    def write(self, step: int, stats: StepStats, seconds: float) -> None:
+        values = (stats.loss, stats.align, stats.recon, stats.lr, stats.grad_norm, seconds)
+        row = {k: f"{v:.6g}" for k, v in zip(LOSS_COLUMNS[1:], values, strict=True)}
+        self._writer.writerow({"step": step} | row)
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Train (or resume) the student; returns the final checkpoint folder."""
+    s = setup(cfg, resume)
+    tqdm.write(describe(s))
+    log = LossLog(s.run_dir, s.start)
     bar = tqdm(
-        total=cfg.steps, initial=start, desc="pretraining", unit="step", disable=not progress
+        total=cfg.steps, initial=s.start, desc="pretraining", unit="step", disable=not progress
     )
     t0 = time.perf_counter()
-    final = existing
-    autocast_dtype = PRECISIONS[cfg.precision]
-    autocast = torch.autocast(
-        device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
-    )
     try:
-        model.train()
-        for step, batch in zip(
-            range(start, cfg.steps), data.iterate(start, cfg.workers), strict=False
-        ):
-            lr = lr_at(step, cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            optimizer.zero_grad(set_to_none=True)
-            totals = torch.zeros(3)
-            for lo in range(0, cfg.batch_size, micro):
-                part = batch.rows(lo, lo + micro).to(device)
-                with autocast:
-                    out = model(part.seq, part.group_mask)
-                align = losses.alignment_loss(out.aligned, part.teacher)
-                recon = losses.reconstruction_loss(
-                    out.recon_logits, model.reconstruction_targets(part.seq, part.group_mask)
-                )
-                loss = losses.had_loss(align, recon, align_w, recon_w)
-                if not torch.isfinite(loss):
-                    raise HadError(
-                        f"non-finite loss at step {step} (align {align.item()}, recon "
-                        f"{recon.item()}) on records {part.record.tolist()[:8]}...; lower --lr"
-                    )
-                (loss / cfg.grad_accum).backward()
-                totals += torch.stack([loss, align, recon]).detach().cpu() / cfg.grad_accum
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
+        s.model.train()
+        batches = s.data.iterate(s.start, cfg.workers)
+        for step, batch in zip(range(s.start, cfg.steps), batches, strict=False):
+            stats = train_step(s, step, batch)
             done = step + 1
             bar.update(1)
             bar.set_postfix(
-                loss=f"{totals[0]:.4f}", align=f"{totals[1]:.4f}", recon=f"{totals[2]:.4f}"
+                loss=f"{stats.loss:.4f}", align=f"{stats.align:.4f}", recon=f"{stats.recon:.4f}"
             )
-            if done % cfg.log_every == 0 or done == cfg.steps or done == start + 1:
-                values = (*totals.tolist(), lr, float(grad_norm), time.perf_counter() - t0)
-                log.writerow(
-                    {"step": done}
-                    | {k: f"{v:.6g}" for k, v in zip(LOSS_COLUMNS[1:], values, strict=True)}
-                )
-                log_fh.flush()
+            if done % cfg.log_every == 0 or done == cfg.steps or done == s.start + 1:
+                log.write(done, stats, time.perf_counter() - t0)
             if done % cfg.save_every == 0 or done == cfg.steps:
-                final = checkpoint.save_checkpoint(
-                    run_dir, done, model, optimizer, {"config": cfg.to_json()}, cfg.keep_last
-                )
+                save(s, done)
     finally:
         bar.close()
-        log_fh.close()
-    if final is None:
-        raise HadError(f"no checkpoint written in {run_dir}")
-    if len(data.held_out):
-        report = held_out_metrics(model, data, device, micro)
-        (run_dir / HELD_OUT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+        log.close()
+    if s.latest is None:
+        raise RunError(f"no checkpoint written in {s.run_dir}")
+    if len(s.data.held_out):
+        report = held_out_metrics(s.model, s.data, s.device, s.micro_batch)
+        (s.run_dir / HELD_OUT_FILE).write_text(json.dumps(report, indent=2) + "\n")
         tqdm.write(
             f"held out: {report['records']} records, alignment cosine "
             f"{report['alignment_cosine']:.4f}, reconstruction accuracy "
             f"{report['reconstruction_accuracy']:.4f}"
         )
-    return final
+    return s.latest
 
 
 @torch.no_grad()

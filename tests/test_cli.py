@@ -86,6 +86,15 @@ def test_extract_pretrain_eval(
     assert_reproducible(store, run, results)
 
 
+def assert_one_line_error(result, message: str) -> None:  # noqa: ANN001 - click's Result
+    """Exit status 2, nothing but `error: ...` on one line of stderr, no exception escaped."""
+    assert result.exit_code == 2, result.output + repr(result.exception)
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and message in lines[0], lines[0]
+
+
 @pytest.mark.parametrize(
     ("cli", "args", "message"),
     [
@@ -105,13 +114,19 @@ def test_extract_pretrain_eval(
             ["extract", "--fasta", "SMALL", "--teacher", "TEACHER", "--max-windows", "2"],
             "Pass --min-teacher-accuracy 0 to extract anyway",
         ),
+        (had_cache, ["tokenize", "--fasta", "SMALL", "--region", "chrA:5-2"], "outside chrA"),
+        (had_cache, ["inspect", "SMALL"], "is a file, not a Zarr store"),
         (had_train, ["pretrain", "--cache", "missing.zarr"], "store not found"),
         (
             had_train,
             ["pretrain", "--cache", "missing.zarr", "--mixers", "gdn,lstm"],
             "unknown mixer 'lstm'; allowed mixers: gdn, mamba, attention",
         ),
+        (had_train, ["pretrain", "--cache", "x.zarr", "--resume"], "nothing to resume"),
         (had_train, ["eval", "--checkpoint", "nowhere"], "checkpoint not found"),
+        (had_train, ["eval"], "no pretraining run with a checkpoint under ./runs"),
+        (had_train, ["ablate", "--cache", "x.zarr", "--seeds", "1,b"], "--seeds takes"),
+        (had_train, ["export", "nowhere", "--out", "exported"], "checkpoint not found"),
     ],
 )
 def test_user_mistakes_are_one_line_errors(
@@ -128,10 +143,48 @@ def test_user_mistakes_are_one_line_errors(
         str(small_fasta) if a == "SMALL" else str(tiny_teacher) if a == "TEACHER" else a
         for a in args
     ]
-    result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 2
-    assert message in result.output
-    assert "Traceback" not in result.output
+    assert_one_line_error(CliRunner().invoke(cli, args), message)
+
+
+def test_a_real_process_prints_one_line_and_exits_2(tmp_path: Path) -> None:
+    """The console entry point itself, outside click's test runner."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "had_cache", "extract", "--fasta", "missing.fa"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == ["error: FASTA file not found: missing.fa"]
+
+
+def test_overwrite_deletes_only_a_store_of_ours(
+    small_fasta: Path, tiny_teacher: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mistyped `--out ~/project --overwrite` must not delete the project."""
+    monkeypatch.chdir(tmp_path)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "notes.txt").write_text("a week of work\n")
+    a_file = tmp_path / "results.csv"
+    a_file.write_text("keep me\n")
+    base = ["extract", "--fasta", str(small_fasta), "--teacher", str(tiny_teacher)]
+    base += ["--window-bp", "120", "--max-windows", "8", "--min-teacher-accuracy", "0"]
+    for target, what in ((project, "a folder that is not a had-cache store"), (a_file, "a file")):
+        result = CliRunner().invoke(had_cache, [*base, "--out", str(target), "--overwrite"])
+        assert_one_line_error(result, f"--overwrite refuses to delete {target}: it is {what}")
+    assert (project / "notes.txt").read_text() == "a week of work\n"
+    assert a_file.read_text() == "keep me\n"
+    store = tmp_path / "s.had.zarr"
+    _ok(CliRunner().invoke(had_cache, [*base, "--out", str(store)]))
+    _ok(CliRunner().invoke(had_cache, [*base, "--out", str(store), "--seed", "3", "--overwrite"]))
+    from had_cache.reader import CacheReader
+
+    assert CacheReader(store).attrs.mask_seed == 3  # replaced, as asked
 
 
 def test_tokenize_shows_tokens_spans_and_masked_groups(small_fasta: Path) -> None:

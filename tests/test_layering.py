@@ -21,16 +21,35 @@ def _imports(package: str) -> dict[Path, set[str]]:
     return found
 
 
+def _top(names: set[str]) -> set[str]:
+    return {n.split(".")[0] for n in names}
+
+
 def test_had_cache_never_imports_had_train() -> None:
     for path, names in _imports("had_cache").items():
-        assert not any(n.split(".")[0] == "had_train" for n in names), path
+        assert "had_train" not in _top(names), path
 
 
-def test_only_the_reader_opens_stores() -> None:
-    for package in ("had_cache", "had_train"):
+def test_had_common_imports_neither_stage() -> None:
+    """The shared module sits below both stages, so either can be used without the other."""
+    for path, names in _imports("had_common").items():
+        assert not _top(names) & {"had_cache", "had_train"}, path
+
+
+def test_only_the_reader_and_writer_import_zarr() -> None:
+    for package in ("had_common", "had_cache", "had_train"):
         for path, names in _imports(package).items():
             if "zarr" in names and path.name not in {"reader.py", "writer.py"}:
                 raise AssertionError(f"{path} imports zarr; go through had_cache.reader")
+
+
+def test_had_train_opens_stores_only_through_its_data_module() -> None:
+    """Stage two reads stores through one module (had_train/data.py) and one reader."""
+    for path, names in _imports("had_train").items():
+        if path.name != "data.py":
+            assert "had_cache.reader" not in names, path
+            assert "had_cache.writer" not in names, path
+    assert "had_cache.reader" in _imports("had_train")[ROOT / "had_train" / "data.py"]
 
 
 def test_student_model_package_is_self_contained() -> None:

@@ -4,12 +4,14 @@
 regression per split: the cheap probe of what pretraining put into the features (used by the
 ablation on a CPU); `mode="finetune"` (default) trains encoder and head together.
 
-For each stratified split (one train/test split, or k folds) a fresh model is built, from the
-pretrained encoder or from random weights for the no-pretraining baseline, trained with AdamW
-(linear warm-up, cosine decay), then scored on the held-out part. Everything that decides the
-result is a pure function of the config: the splits and the model initialisation of the seed,
-the batch order of (seed, fold, epoch). No DataLoader workers are involved, so the order cannot
-depend on how many there are.
+`evaluate` reads top to bottom as split / train / score: `prepare` loads the task, makes the
+stratified splits (one train/test split, or k folds) and encodes the sequences; `run_fold`
+builds a fresh model for one split (from the pretrained encoder, or random weights for the
+no-pretraining baseline), trains it with AdamW (linear warm-up, cosine decay) and scores the
+held-out part; `results_record` gathers folds, summary and provenance. Everything that decides
+the result is a pure function of the config: the splits and the model initialisation of the
+seed, the batch order of (seed, fold, epoch). No DataLoader workers are involved, so the order
+cannot depend on how many there are.
 """
 
 from __future__ import annotations
@@ -29,14 +31,21 @@ from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
 from tqdm.auto import tqdm
 
 from had_cache import dna
-from had_cache.errors import ConfigError, HadError
-from had_cache.provenance import provenance
-from had_cache.runtime import resolve_device
-from had_train.checkpoint import resolve_model_dir, weights_sha256
+from had_common.device import AUTO, resolve_device
+from had_common.errors import ConfigError
+from had_common.provenance import provenance
+from had_train import losses
+from had_train.checkpoint import (
+    CheckpointError,
+    check_encoder_loaded,
+    resolve_model_dir,
+    weights_sha256,
+)
 from had_train.eval.metrics import classification_metrics, summarize
 from had_train.eval.report import plot_tsne, random_init_label
 from had_train.eval.tasks import LabelledSet, load_task
 from had_train.model import HadStudentConfig, HadStudentForSequenceClassification, parse_mixers
+from had_train.optim import optim_groups
 from had_train.schedule import warmup_cosine
 
 log = logging.getLogger(__name__)
@@ -44,12 +53,8 @@ log = logging.getLogger(__name__)
 RESULTS_FILE = "results.json"
 TSNE_FILE = "tsne.png"
 MIN_TSNE_POINTS = 4
-
-
-class CheckpointError(HadError):
-    """A checkpoint that loads, but not as a usable pretrained encoder."""
-
-
+HEAD_PREFIX = "classifier."
+"""The fine-tuning head's parameters: the only ones a pretraining checkpoint may lack."""
 EVAL_MODES = ("finetune", "linear")
 
 
@@ -76,11 +81,11 @@ class EvalConfig:
     warmup_frac: float = 0.1
     grad_clip: float = 1.0
     seed: int = 0
-    device: str = "auto"
+    device: str = AUTO
     max_len: int | None = None
     preset: str = "paper"
     tsne: bool = True
-    mode: str = "finetune"
+    mode: str = EVAL_MODES[0]
     attention_window: int | None = None
     mixers: str | None = None
 
@@ -106,6 +111,10 @@ class EvalConfig:
             raise ConfigError(f"warmup_frac must be in [0, 1), got {self.warmup_frac}")
         if self.max_len is not None and self.max_len < 1:
             raise ConfigError(f"max_len must be >= 1 or unset, got {self.max_len}")
+
+    def fold_seed(self, fold: int) -> int:
+        """The seed of fold `fold`'s model initialisation."""
+        return self.seed * 1000 + fold
 
 
 def make_splits(labels: np.ndarray, cfg: EvalConfig) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -195,31 +204,8 @@ def build_model(
         )
     except (OSError, RuntimeError) as err:  # unreadable files; weights that do not fit the config
         raise CheckpointError(f"{model_dir}: cannot load the student from it: {err}") from err
-    # A checkpoint whose encoder weights do not load would run on random features and report
-    # a baseline as if it were pretrained: refuse it. Only the new head may be missing.
-    missing = sorted(k for k in info["missing_keys"] if not k.startswith("classifier."))
-    mismatched = sorted(str(k) for k in info.get("mismatched_keys", ()))
-    if missing or mismatched:
-        bad = missing or mismatched
-        raise CheckpointError(
-            f"{model_dir}: {len(bad)} encoder weight(s) "
-            f"{'missing from' if missing else 'with the wrong shape in'} the checkpoint "
-            f"(e.g. {', '.join(bad[:3])}); they would silently start random. "
-            "Point at a `had-train pretrain` run or step folder of the same architecture"
-        )
+    check_encoder_loaded(model_dir, info, new=HEAD_PREFIX)
     return model
-
-
-def _optimizer(model: torch.nn.Module, cfg: EvalConfig) -> torch.optim.AdamW:
-    """AdamW that decays matrices only: biases and norm gains are not shrunk towards zero."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
 def train_fold(
@@ -238,7 +224,7 @@ def train_fold(
     steps_per_epoch = math.ceil(train_idx.size / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     warmup_steps = max(1, round(cfg.warmup_frac * total_steps)) if cfg.warmup_frac > 0 else 0
-    optimizer = _optimizer(model, cfg)
+    optimizer = torch.optim.AdamW(optim_groups(model, cfg.weight_decay), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: warmup_cosine(step, total_steps, warmup_steps)
     )
@@ -257,11 +243,11 @@ def train_fold(
                     attention_mask=attention_mask,
                     labels=targets[idx].to(device),
                 )
-                if not torch.isfinite(out.loss):
-                    raise HadError(
-                        f"{desc}: loss became {out.loss.item()} at epoch {epoch + 1}; "
-                        "lower lr or check the checkpoint"
-                    )
+                losses.check_finite(
+                    out.loss,
+                    f"in {desc} at epoch {epoch + 1}",
+                    "lower --lr or check the checkpoint",
+                )
                 optimizer.zero_grad(set_to_none=True)
                 out.loss.backward()
                 if cfg.grad_clip > 0:
@@ -277,45 +263,32 @@ def train_fold(
 
 
 @torch.no_grad()
-def predict(
+def infer(
     model: HadStudentForSequenceClassification,
     codes: np.ndarray,
     lengths: np.ndarray,
     idx: np.ndarray,
     batch_size: int,
     device: torch.device,
-    with_embeddings: bool = False,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Predicted class ids for rows `idx` (eval mode, no dropout), and optionally embeddings."""
+    predict: bool = True,
+    embed: bool = False,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(predicted class ids, pooled embeddings) of rows `idx` in eval mode (no dropout); each
+    is None unless asked for. One encoder pass per batch serves both."""
     model.eval()
     preds, feats = [], []
     for start in range(0, idx.size, batch_size):
         batch = idx[start : start + batch_size]
         input_ids, attention_mask = make_batch(codes, lengths, batch, device)
-        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
-        preds.append(logits.argmax(dim=-1).cpu().numpy())
-        if with_embeddings:
-            feats.append(model.embed(input_ids, attention_mask).float().cpu().numpy())
-    embeddings = np.concatenate(feats) if with_embeddings else None
-    return np.concatenate(preds), embeddings
-
-
-@torch.no_grad()
-def embed_all(
-    model: HadStudentForSequenceClassification,
-    codes: np.ndarray,
-    lengths: np.ndarray,
-    batch_size: int,
-    device: torch.device,
-) -> np.ndarray:
-    """Pooled encoder embeddings of every sequence (eval mode; padding-free by construction)."""
-    model.eval()
-    feats = []
-    for start in range(0, len(lengths), batch_size):
-        rows = np.arange(start, min(start + batch_size, len(lengths)))
-        input_ids, attention_mask = make_batch(codes, lengths, rows, device)
-        feats.append(model.embed(input_ids, attention_mask).float().cpu().numpy())
-    return np.concatenate(feats)
+        pooled = model.embed(input_ids, attention_mask)
+        if predict:
+            preds.append(model.classifier(pooled).argmax(dim=-1).cpu().numpy())
+        if embed:
+            feats.append(pooled.float().cpu().numpy())
+    return (
+        np.concatenate(preds) if predict else None,
+        np.concatenate(feats) if embed else None,
+    )
 
 
 def linear_probe(
@@ -340,6 +313,73 @@ def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A task made ready for evaluation: data, splits, encoded sequences, checkpoint."""
+
+    data: LabelledSet
+    splits: list[tuple[np.ndarray, np.ndarray]]
+    codes: np.ndarray
+    lengths: np.ndarray
+    checkpoint: Path | None
+    device: torch.device
+
+
+def prepare(model_dir: Path | None, cfg: EvalConfig) -> Prepared:
+    """Validate, load the task, resolve the checkpoint, split and encode (the *split* step)."""
+    cfg.validate()
+    device = resolve_device(cfg.device)
+    data = load_task(cfg.task)
+    checkpoint = resolve_model_dir(Path(model_dir)) if model_dir is not None else None
+    splits = make_splits(data.labels, cfg)
+    codes, lengths = encode_padded(data.sequences, cfg.max_len)
+    return Prepared(data, splits, codes, lengths, checkpoint, device)
+
+
+def run_fold(
+    p: Prepared,
+    cfg: EvalConfig,
+    fold: int,
+    frozen: np.ndarray | None,
+    want_tsne: bool,
+    progress: bool = True,
+) -> tuple[dict[str, Any], HadStudentForSequenceClassification | None, np.ndarray | None]:
+    """Train on fold `fold`'s training part and score its test part (the *train* and *score*
+    steps): (fold record, the fine-tuned model or None in linear mode, test embeddings if
+    `want_tsne`). With `frozen` features (linear mode) no model is trained."""
+    started = time.perf_counter()
+    train_idx, test_idx = p.splits[fold]
+    desc = f"{p.data.name} fold {fold + 1}/{len(p.splits)}"
+    model = None
+    if frozen is not None:
+        train_loss, preds = linear_probe(frozen, p.data.labels, train_idx, test_idx, cfg.seed)
+        embeddings = frozen[test_idx] if want_tsne else None
+    else:
+        model = build_model(p.checkpoint, p.data, cfg, seed=cfg.fold_seed(fold)).to(p.device)
+        train_loss = train_fold(
+            model, p.codes, p.lengths, p.data.labels, train_idx, cfg, fold, p.device, desc, progress
+        )
+        preds, embeddings = infer(
+            model, p.codes, p.lengths, test_idx, cfg.batch_size, p.device, embed=want_tsne
+        )
+    metrics = classification_metrics(p.data.labels[test_idx], preds, p.data.num_classes)
+    if metrics["collapsed"]:
+        log.warning(
+            "%s: predictions collapsed: every test example is predicted %r (MCC 0)",
+            desc,
+            p.data.class_names[int(preds[0])],
+        )
+    record = {
+        "fold": fold,
+        "n_train": int(train_idx.size),
+        "n_test": int(test_idx.size),
+        **metrics,
+        "final_train_loss": train_loss,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    return record, model, embeddings
+
+
 def evaluate(
     model_dir: Path | None, cfg: EvalConfig, out_dir: Path, progress: bool = True
 ) -> dict[str, Any]:
@@ -348,120 +388,111 @@ def evaluate(
     `model_dir` is a pretraining run or step folder, or None for the random-init baseline.
     Returns the same dictionary that is written to `out_dir/results.json`.
     """
-    cfg.validate()
-    device = resolve_device(cfg.device)
-    data = load_task(cfg.task)
-    checkpoint = resolve_model_dir(Path(model_dir)) if model_dir is not None else None
-    splits = make_splits(data.labels, cfg)
-    codes, lengths = encode_padded(data.sequences, cfg.max_len)
+    p = prepare(model_dir, cfg)
     out_dir = Path(out_dir)
-
-    init = f"checkpoint {checkpoint}" if checkpoint else random_init_label(cfg.preset, cfg.mixers)
+    init = (
+        f"checkpoint {p.checkpoint}" if p.checkpoint else random_init_label(cfg.preset, cfg.mixers)
+    )
     log.info(
         "eval %s: %d examples, %d split(s), %s, device %s",
-        data.name,
-        len(data),
-        len(splits),
+        p.data.name,
+        len(p.data),
+        len(p.splits),
         init,
-        device,
+        p.device,
+    )
+    frozen = None
+    model_info: dict[str, Any] = {}
+    if cfg.mode == "linear":  # one frozen encoder, every sequence embedded once
+        encoder = build_model(p.checkpoint, p.data, cfg, seed=cfg.fold_seed(0)).to(p.device)
+        model_info = describe_model(encoder)
+        everything = np.arange(len(p.data))
+        _, frozen = infer(
+            encoder, p.codes, p.lengths, everything, cfg.batch_size, p.device,
+            predict=False, embed=True,
+        )  # fmt: skip
+        del encoder
+    folds: list[dict[str, Any]] = []
+    tsne_path: Path | None = None
+    for fold in range(len(p.splits)):
+        n_test = p.splits[fold][1].size
+        want_tsne = cfg.tsne and fold == 0 and n_test >= MIN_TSNE_POINTS
+        if cfg.tsne and fold == 0 and not want_tsne:
+            log.warning("%s: %d test examples are too few for a t-SNE plot", p.data.name, n_test)
+        record, model, embeddings = run_fold(p, cfg, fold, frozen, want_tsne, progress)
+        folds.append(record)
+        if not model_info and model is not None:
+            model_info = describe_model(model)
+        if embeddings is not None:
+            tsne_path = draw_tsne(p, cfg, embeddings, model_info["n_parameters"], out_dir)
+        del model  # free the fold's model before the next one is built
+    results = results_record(p, cfg, folds, model_info, tsne_path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_json_atomic(out_dir / RESULTS_FILE, results)
+    return results
+
+
+def describe_model(model: HadStudentForSequenceClassification) -> dict[str, Any]:
+    """Size and architecture of the evaluated model, for results.json."""
+    return {
+        "n_parameters": sum(param.numel() for param in model.parameters()),
+        "config": model.config.to_dict(),
+    }
+
+
+def draw_tsne(
+    p: Prepared, cfg: EvalConfig, embeddings: np.ndarray, n_parameters: int, out_dir: Path
+) -> Path:
+    """tsne.png of the first split's test-set embeddings, coloured by class."""
+    test_idx = p.splits[0][1]
+    start = f"{p.checkpoint.parent.name}/{p.checkpoint.name}" if p.checkpoint else "random init"
+    title = (
+        f"{p.data.name}: t-SNE of {test_idx.size} test-set embeddings\n"
+        f"after fine-tuning from {start} ({n_parameters:,} parameters)"
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return plot_tsne(
+        embeddings,
+        p.data.labels[test_idx],
+        p.data.class_names,
+        out_dir / TSNE_FILE,
+        seed=cfg.seed,
+        title=title,
     )
 
-    folds: list[dict[str, Any]] = []
-    model_info: dict[str, Any] = {}
-    tsne_path: Path | None = None
-    frozen = None
-    if cfg.mode == "linear":  # one frozen encoder, every sequence embedded once
-        model = build_model(checkpoint, data, cfg, seed=cfg.seed * 1000).to(device)
-        frozen = embed_all(model, codes, lengths, cfg.batch_size, device)
-    for fold, (train_idx, test_idx) in enumerate(splits):
-        started = time.perf_counter()
-        if frozen is None:
-            model = build_model(checkpoint, data, cfg, seed=cfg.seed * 1000 + fold).to(device)
-        if fold == 0:
-            model_info = {
-                "n_parameters": sum(p.numel() for p in model.parameters()),
-                "config": model.config.to_dict(),
-            }
-        desc = f"{data.name} fold {fold + 1}/{len(splits)}"
-        want_tsne = cfg.tsne and fold == 0 and test_idx.size >= MIN_TSNE_POINTS
-        if cfg.tsne and fold == 0 and not want_tsne:
-            log.warning("%s: %d test examples are too few for a t-SNE plot", desc, test_idx.size)
-        if frozen is not None:
-            train_loss, preds = linear_probe(frozen, data.labels, train_idx, test_idx, cfg.seed)
-            embeddings = frozen[test_idx] if want_tsne else None
-        else:
-            train_loss = train_fold(
-                model, codes, lengths, data.labels, train_idx, cfg, fold, device, desc, progress
-            )
-            preds, embeddings = predict(
-                model, codes, lengths, test_idx, cfg.batch_size, device, with_embeddings=want_tsne
-            )
-        metrics = classification_metrics(data.labels[test_idx], preds, data.num_classes)
-        if metrics["collapsed"]:
-            log.warning(
-                "%s: predictions collapsed: every test example is predicted %r (MCC 0)",
-                desc,
-                data.class_names[int(preds[0])],
-            )
-        folds.append(
-            {
-                "fold": fold,
-                "n_train": int(train_idx.size),
-                "n_test": int(test_idx.size),
-                **metrics,
-                "final_train_loss": train_loss,
-                "seconds": round(time.perf_counter() - started, 2),
-            }
-        )
-        if embeddings is not None:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            tsne_path = out_dir / TSNE_FILE
-            start = f"{checkpoint.parent.name}/{checkpoint.name}" if checkpoint else "random init"
-            title = (
-                f"{data.name}: t-SNE of {test_idx.size} test-set embeddings\n"
-                f"after fine-tuning from {start} ({model_info['n_parameters']:,} parameters)"
-            )
-            plot_tsne(
-                embeddings,
-                data.labels[test_idx],
-                data.class_names,
-                tsne_path,
-                seed=cfg.seed,
-                title=title,
-            )
-        if frozen is None:
-            del model  # free the fold's model before the next one is built
 
-    results: dict[str, Any] = {
-        "task": data.name,
-        "source": data.source,
-        "class_names": list(data.class_names),
-        "class_counts": data.class_counts(),
-        "n_examples": len(data),
+def results_record(
+    p: Prepared,
+    cfg: EvalConfig,
+    folds: list[dict[str, Any]],
+    model_info: dict[str, Any],
+    tsne_path: Path | None,
+) -> dict[str, Any]:
+    """results.json: the task, the splits, every fold, the summary and the provenance."""
+    return {
+        "task": p.data.name,
+        "source": p.data.source,
+        "class_names": list(p.data.class_names),
+        "class_counts": p.data.class_counts(),
+        "n_examples": len(p.data),
         "split": (
             f"stratified {cfg.folds}-fold"
             if cfg.folds
             else f"stratified single split, test_frac {cfg.test_frac}"
         ),
-        "checkpoint": str(checkpoint) if checkpoint else None,
-        "init": "pretrained" if checkpoint else "random",
-        "device": str(device),
+        "checkpoint": str(p.checkpoint) if p.checkpoint else None,
+        "init": "pretrained" if p.checkpoint else "random",
+        "device": str(p.device),
         "config": asdict(cfg),
         "model": model_info,
         "folds": folds,
         "summary": summarize(folds),
         "tsne": tsne_path.name if tsne_path else None,
         "provenance": provenance(
-            seeds={
-                "seed": cfg.seed,
-                "fold_seeds": [cfg.seed * 1000 + f for f in range(len(folds))],
-            },
+            seeds={"seed": cfg.seed, "fold_seeds": [cfg.fold_seed(f) for f in range(len(folds))]},
             inputs={
-                "task_sha256": data.fingerprint(),
-                "checkpoint_weights_sha256": weights_sha256(checkpoint) if checkpoint else None,
+                "task_sha256": p.data.fingerprint(),
+                "checkpoint_weights_sha256": weights_sha256(p.checkpoint) if p.checkpoint else None,
             },
         ),
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _write_json_atomic(out_dir / RESULTS_FILE, results)
-    return results

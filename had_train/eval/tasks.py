@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from had_cache.errors import HadError
+from had_common.errors import HadError
 
 SEQUENCE_COLUMN = "sequence"
 LABEL_COLUMN = "label"

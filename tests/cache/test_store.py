@@ -12,9 +12,11 @@ import torch
 import zarr
 
 from had_cache import dna, masking, schema, tokenize, windows
-from had_cache.errors import ConfigError, FastaError, StoreError, TeacherError
 from had_cache.reader import CacheReader
-from had_cache.teacher import load_teacher
+from had_cache.schema import StoreError
+from had_cache.teacher import TeacherError, load_teacher
+from had_cache.windows import FastaError
+from had_common.errors import ConfigError
 from tests.conftest import extract_store
 
 

@@ -12,9 +12,9 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer
 
 from had_cache import dna, gate, ntv2, tokenize
-from had_cache.errors import ConfigError, TeacherError
 from had_cache.ntv2.modeling_esm import EsmForMaskedLM
-from had_cache.teacher import load_teacher
+from had_cache.teacher import TeacherError, load_teacher
+from had_common.errors import ConfigError
 from tests.conftest import real_dna
 
 CPU = torch.device("cpu")

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from had_cache import dna
-from had_cache.errors import ConfigError, HadError
+from had_common.errors import ConfigError, HadError
 from had_train.checkpoint import save_checkpoint
 from had_train.eval import EvalConfig, evaluate, format_table, load_task
 from had_train.eval.finetune import (
@@ -20,9 +20,9 @@ from had_train.eval.finetune import (
     build_model,
     encode_padded,
     epoch_order,
+    infer,
     make_batch,
     make_splits,
-    predict,
     train_fold,
 )
 from had_train.eval.metrics import classification_metrics, summarize
@@ -213,7 +213,7 @@ def test_predict_and_embed_are_padding_invariant_for_every_mixer(mixers: list[st
     codes, lengths = encode_padded(seqs, None)
     cpu = torch.device("cpu")
     everything = np.arange(len(seqs))
-    preds, emb = predict(model, codes, lengths, everything, 3, cpu, with_embeddings=True)
+    preds, emb = infer(model, codes, lengths, everything, 3, cpu, embed=True)
     input_ids, attention_mask = make_batch(codes, lengths, everything, cpu)
     with torch.no_grad():
         logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
@@ -243,8 +243,11 @@ def test_evaluate_end_to_end_writes_results_and_tsne(small_csv: Path, tmp_path: 
     assert saved["config"]["preset"] == "tiny"
     (fold,) = saved["folds"]
     assert fold["n_train"] + fold["n_test"] == N_SMALL and fold["n_test"] == 40
+    assert 0.0 <= fold["accuracy"] <= 1.0 and 0.0 <= fold["macro_f1"] <= 1.0
+    assert -1.0 <= fold["mcc"] <= 1.0
+    correct = fold["accuracy"] * fold["n_test"]  # a count of test examples: a whole number
+    assert correct == pytest.approx(round(correct))
     for name in ("accuracy", "mcc", "macro_f1"):
-        assert 0.0 <= fold[name] <= 1.0 or name == "mcc"
         assert saved["summary"][name]["mean"] == pytest.approx(fold[name])
 
     assert (out / "tsne.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

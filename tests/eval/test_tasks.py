@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from had_cache.errors import HadError
+from had_common.errors import HadError
 from had_train.eval.tasks import BUILTIN_TASKS, TaskError, load_task
 
 

@@ -17,9 +17,12 @@ from typing import Any
 
 PACKAGES = ("had", "torch", "transformers", "zarr", "numcodecs", "numpy", "click")
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
+TESTED = {"torch": "2.13", "transformers": "5.24", "zarr": "3.1"}
+"""Versions the test suite ran under (CI); other versions may work but are not tested."""
 
 
 def package_versions() -> dict[str, str | None]:
+    """Installed distribution versions of what shapes a result (None: not installed)."""
     versions: dict[str, str | None] = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
@@ -27,6 +30,16 @@ def package_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return versions
+
+
+def module_version(module: str) -> str:
+    """A module's `__version__` as imported here, or why it is not available (for `doctor`)."""
+    from importlib import import_module
+
+    try:
+        return str(getattr(import_module(module), "__version__", "installed"))
+    except Exception as err:  # an optional kernel that fails to import for any reason
+        return f"not available ({type(err).__name__})"
 
 
 def git_state(root: Path = SOURCE_ROOT) -> dict[str, Any]:

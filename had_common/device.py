@@ -1,15 +1,19 @@
-"""Where code runs: the device choice shared by every command."""
+"""Where code runs: the one `--device` rule every command shares."""
 
 from __future__ import annotations
 
 import torch
 
-from had_cache.errors import ConfigError
+from had_common.errors import ConfigError
+
+AUTO = "auto"
+"""The default of every `--device`: cuda if torch sees a GPU, else cpu."""
+HELP = "auto (cuda if present, else cpu), cpu, cuda, cuda:1, ..."
 
 
-def resolve_device(device: str) -> torch.device:
+def resolve_device(device: str = AUTO) -> torch.device:
     """`auto` -> cuda if available, else cpu; anything else must name an available device."""
-    if device == "auto":
+    if device == AUTO:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)

@@ -1,0 +1,102 @@
+"""Schema evolution: stores and run configs carry a version; readers take what they understand."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import zarr
+
+from had_cache import schema
+from had_cache.reader import CacheReader
+from had_cache.schema import StoreError
+from had_common.versions import check_readable, parse_version
+from tests.conftest import extract_store
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory, small_fasta: Path, tiny_teacher: Path) -> Path:
+    out = tmp_path_factory.mktemp("schema") / "s.had.zarr"
+    return extract_store(small_fasta, tiny_teacher, out, window_bp=120, max_windows=4)
+
+
+def _edited(store: Path, tmp_path: Path, edit) -> Path:  # noqa: ANN001 - a dict -> None callable
+    """A copy of `store` whose `had` attributes went through `edit` (a hand-edited store)."""
+    copy = tmp_path / "edited.zarr"
+    shutil.copytree(store, copy)
+    group = zarr.open_group(str(copy), mode="r+")
+    attrs = dict(group.attrs[schema.ATTRS_KEY])
+    edit(attrs)
+    group.attrs[schema.ATTRS_KEY] = attrs
+    return copy
+
+
+def test_this_versions_store_reads(store: Path) -> None:
+    attrs = CacheReader(store).attrs
+    assert attrs.schema_version == schema.SCHEMA_VERSION == "2.0"
+
+
+@pytest.mark.parametrize("newer", ["2.1", "3.0", 3])
+def test_a_newer_store_is_refused_naming_both_versions(
+    store: Path, tmp_path: Path, newer: object
+) -> None:
+    copy = _edited(store, tmp_path, lambda a: a.update(schema_version=newer))
+    shown = newer if isinstance(newer, str) else f"{newer}.0"
+    with pytest.raises(StoreError, match=rf"schema version {shown}, this had reads 2\.0 to 2\.0"):
+        CacheReader(copy)
+
+
+def test_a_store_of_the_version_before_minor_versions_reads(store: Path, tmp_path: Path) -> None:
+    """Stores written with `schema_version: 2` (an integer) are schema 2.0."""
+    copy = _edited(store, tmp_path, lambda a: a.update(schema_version=2))
+    reader = CacheReader(copy)
+    assert reader.attrs.schema_version == "2.0"
+    assert reader.attrs.fingerprint() == CacheReader(store).attrs.fingerprint()
+
+
+def test_an_older_minor_version_without_a_new_optional_attribute_reads(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a later minor version adds (an optional attribute with a default, e.g. a codec)
+    is simply absent from older stores: they read, the attribute takes its default."""
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", "2.3")
+    copy = _edited(store, tmp_path, lambda a: a.pop("extra"))
+    attrs = CacheReader(copy).attrs
+    assert attrs.extra == {} and attrs.schema_version == "2.3"
+
+
+def test_unknown_or_missing_attributes_are_one_line_errors(store: Path, tmp_path: Path) -> None:
+    unknown = _edited(store, tmp_path, lambda a: a.update(codec={"int8": True}))
+    with pytest.raises(StoreError, match="unknown codec"):
+        CacheReader(unknown)
+    shutil.rmtree(unknown)
+    missing = _edited(store, tmp_path, lambda a: a.pop("window_bp"))
+    with pytest.raises(StoreError, match="missing window_bp"):
+        CacheReader(missing)
+
+
+def test_version_rule() -> None:
+    assert parse_version("2.1") == (2, 1) and parse_version(2) == (2, 0)
+    assert parse_version("x") is None and parse_version(True) is None
+    assert check_readable("1.0", "1.2", "run config", "here", StoreError) == (1, 0)
+    with pytest.raises(StoreError, match="no readable run config version"):
+        check_readable("two", "1.2", "run config", "here", StoreError)
+
+
+def test_run_configs_carry_a_version(tmp_path: Path) -> None:
+    from had_train.pretrain import CONFIG_VERSION, PretrainConfig, RunError, load_run_config
+
+    cfg = PretrainConfig(cache="s.zarr", out=str(tmp_path), steps=7)
+    saved = cfg.to_json()
+    assert saved["config_version"] == CONFIG_VERSION
+    path = tmp_path / "pretrain_config.json"
+    path.write_text(json.dumps(saved))
+    assert load_run_config(tmp_path) == cfg
+    legacy = {k: v for k, v in saved.items() if k not in ("config_version", "precision")}
+    path.write_text(json.dumps(legacy))  # written before versions and before --precision
+    assert load_run_config(tmp_path) == cfg
+    path.write_text(json.dumps(saved | {"config_version": "1.9"}))
+    with pytest.raises(RunError, match="run config version 1.9, this had reads 1.0 to 1.0"):
+        load_run_config(tmp_path)
