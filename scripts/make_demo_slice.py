@@ -4,8 +4,8 @@ Why: a fresh machine has neither hg38 nor NTv2 weights, so the README's main com
 small slice of real DNA that lives in the repository (design.md section 4). The slice is also the
 training data of the embedded demo teacher (`scripts/train_demo_teacher.py`).
 
-Source: GRCh37 chrX bases 1-69,999,930 (`/work/shared/data/grch37_chrX_first70Mb.fa.gz`, plain
-gzip; Debian `smalt-examples`). Default region: chrX:15,000,001-24,500,000 (9.5 Mb, 1-based,
+Source: GRCh37 chrX bases 1-69,999,930 (`grch37_chrX_first70Mb.fa.gz`, plain gzip, from the
+Debian package `smalt-examples`; pass its path as --source). Default region: chrX:15,000,001-24,500,000 (9.5 Mb, 1-based,
 inclusive), which holds no N. The choice was measured, not guessed: every 10-Mb window between
 11 and 37 Mb compresses to 2.91-2.93 MB, just over the 2.9 MB budget, so the largest round size
 that fits is 9.5 Mb; the window starting at 15 Mb compressed best (about 2.77 MB).
@@ -15,7 +15,7 @@ PLAIN gzip (not bgzip; pyfaidx readers that need random access build their own c
 with mtime 0 and no file name in the gzip header, so re-running this script reproduces the
 committed file byte for byte:
 
-    python scripts/make_demo_slice.py
+    python scripts/make_demo_slice.py --source grch37_chrX_first70Mb.fa.gz
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import io
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SOURCE = Path("/work/shared/data/grch37_chrX_first70Mb.fa.gz")
 DEFAULT_OUT = ROOT / "had_cache" / "assets" / "chrX_demo.fa.gz"
 DEFAULT_START = 15_000_001
 DEFAULT_END = 24_500_000
@@ -66,7 +65,9 @@ def gzip_deterministic(data: bytes) -> bytes:
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments, cut the slice, check its size and N content, write it."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
+    parser.add_argument(
+        "--source", type=Path, required=True, help="grch37_chrX_first70Mb.fa.gz (smalt-examples)"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--start", type=int, default=DEFAULT_START, help="1-based, inclusive")
     parser.add_argument("--end", type=int, default=DEFAULT_END, help="1-based, inclusive")

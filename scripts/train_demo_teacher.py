@@ -23,8 +23,13 @@ initialised, and evaluates the reloaded (shipped) model: masked-token accuracy o
 tail of the slice and on an independent chrX region outside it, beside a baseline that predicts
 the most frequent 6-mer of the training part for every masked token.
 
-    python scripts/train_demo_teacher.py            # the committed teacher (25 minutes)
+    python scripts/train_demo_teacher.py --independent-fasta grch37_chrX_first70Mb.fa.gz
     python scripts/train_demo_teacher.py --minutes 1 --out /tmp/t --log /tmp/t.csv   # smoke run
+
+The FASTA reader, the N rule and tiling, the `<cls>` rule, the learning-rate curve, the
+weight-decay groups and the masked-6-mer accuracy are the library's (`had_cache.windows`,
+`had_cache.tokenize`, `had_train.schedule`, `had_train.optim`, `had_cache.gate`), so the
+teacher is trained and scored by the rules extraction and the teacher gate apply.
 """
 
 from __future__ import annotations
@@ -32,9 +37,8 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
-import gzip
+import dataclasses
 import json
-import math
 import random
 import shutil
 import sys
@@ -50,7 +54,8 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from had_cache import dna, masking, ntv2  # noqa: E402
+from had_cache import dna, masking, ntv2, windows  # noqa: E402
+from had_cache.gate import masked_token_accuracy  # noqa: E402
 from had_cache.ntv2.modeling_esm import EsmForMaskedLM  # noqa: E402
 from had_cache.tokenize import (  # noqa: E402
     CLS_ID,
@@ -59,15 +64,19 @@ from had_cache.tokenize import (  # noqa: E402
     kmer_ids,
     save_tokenizer,
     tokenize,
+    with_cls,
 )
+from had_train.optim import optim_groups  # noqa: E402
+from had_train.schedule import warmup_cosine_fraction  # noqa: E402
 
-DEFAULT_SLICE = ROOT / "had_cache" / "assets" / "chrX_demo.fa.gz"
+DEFAULT_SLICE = windows.DEMO_FASTA
 DEFAULT_OUT = ROOT / "had_cache" / "assets" / "demo_teacher"
 DEFAULT_LOG = ROOT / "docs" / "teacher_training_log.csv"
-DEFAULT_INDEPENDENT = Path("/work/shared/data/grch37_chrX_first70Mb.fa.gz")
 DEFAULT_INDEPENDENT_REGION = "40000001-41000000"
+"""chrX:40,000,001-41,000,000 of a GRCh37 chrX FASTA that reaches past the slice (the committed
+teacher was scored on grch37_chrX_first70Mb.fa.gz from Debian's smalt-examples)."""
 WINDOW_BP = 1020
-MASK_RATIO = 0.15
+MASK_RATIO = masking.DEFAULT_RATIO
 HELD_OUT_FRACTION = 0.10
 
 
@@ -81,44 +90,30 @@ class Region:
     codes: np.ndarray
 
 
-def read_fasta_codes(path: Path) -> tuple[str, np.ndarray]:
-    """Header and uint8 codes of the only record of a plain-gzip (or plain) FASTA file."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        lines = fh.read().split(b"\n")
-    if not lines[0].startswith(b">") or any(line.startswith(b">") for line in lines[1:]):
-        raise SystemExit(f"{path}: expected exactly one FASTA record")
-    return lines[0][1:].decode(), dna.encode(b"".join(line.strip() for line in lines[1:]))
+def only_record(path: Path) -> tuple[str, str]:
+    """(name, bases) of the only record of a FASTA, read by the library's FASTA reader."""
+    fasta = windows.open_fasta(path)
+    names = list(fasta.keys())
+    if len(names) != 1:
+        raise SystemExit(f"{path}: expected exactly one FASTA record, found {len(names)}")
+    return names[0], fasta[names[0]][:]
 
 
 def slice_region(path: Path) -> Region:
     """The demo slice, with its chrX coordinates parsed from `>chrX_<start>_<end> ...`."""
-    header, codes = read_fasta_codes(path)
-    _, start, end = header.split()[0].rsplit("_", 2)
-    region = Region(header.split()[0], int(start), int(end), codes)
-    if region.end - region.start + 1 != len(codes):
-        raise SystemExit(f"{path}: header says {start}-{end} but holds {len(codes):,} bases")
+    name, bases = only_record(path)
+    _, start, end = name.rsplit("_", 2)
+    region = Region(name, int(start), int(end), dna.encode(bases))
+    if region.end - region.start + 1 != len(region.codes):
+        raise SystemExit(f"{path}: header says {start}-{end} but holds {len(bases):,} bases")
     return region
 
 
 def n_free_starts(codes: np.ndarray, width: int) -> np.ndarray:
     """Every start s such that codes[s:s+width] holds no N (why: windows must be whole 6-mers)."""
-    n_cum = np.concatenate([[0], np.cumsum(codes > dna.T)])
+    n_cum = np.concatenate([[0], np.cumsum(dna.is_n(codes))])
     starts = np.arange(len(codes) - width + 1)
     return starts[n_cum[starts + width] == n_cum[starts]]
-
-
-def tile_windows(codes: np.ndarray, width: int, limit: int) -> np.ndarray:
-    """Non-overlapping N-free windows [n, width] from the left end, at most `limit` of them."""
-    tiles = codes[: len(codes) // width * width].reshape(-1, width)
-    tiles = tiles[~(tiles > dna.T).any(axis=1)]
-    return tiles[:limit]
-
-
-def with_cls(token_ids: np.ndarray) -> torch.Tensor:
-    """[n, T] 6-mer ids -> [n, T + 1] model input with `<cls>` prepended, as NT's tokenizer does."""
-    cls = np.full((token_ids.shape[0], 1), CLS_ID, dtype=np.int64)
-    return torch.from_numpy(np.concatenate([cls, token_ids], axis=1))
 
 
 def build_model(args: argparse.Namespace) -> EsmForMaskedLM:
@@ -170,17 +165,9 @@ def draw_batch(
     order = rng.random((batch, n_tokens)).argsort(axis=1)[:, :n_mask]
     mask = np.zeros((batch, n_tokens), dtype=bool)
     np.put_along_axis(mask, order, True, axis=1)
-    full = with_cls(ids)
+    full = torch.from_numpy(with_cls(ids))
     mask_t = torch.from_numpy(np.concatenate([np.zeros((batch, 1), bool), mask], axis=1))
     return full, mask_t
-
-
-def lr_at(progress: float, peak: float, warmup: float, floor: float) -> float:
-    """Linear warm-up over the first `warmup` of progress, then cosine down to floor * peak."""
-    if progress < warmup:
-        return peak * max(progress / warmup, 1e-3)
-    frac = min((progress - warmup) / max(1.0 - warmup, 1e-9), 1.0)
-    return peak * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * frac)))
 
 
 def most_frequent_kmer(codes: np.ndarray) -> tuple[int, float]:
@@ -191,43 +178,19 @@ def most_frequent_kmer(codes: np.ndarray) -> tuple[int, float]:
     counts = np.zeros(len(VOCAB), dtype=np.int64)
     for phase in range(dna.K):
         rows = codes[phase:][: (len(codes) - phase) // dna.K * dna.K].reshape(-1, dna.K)
-        rows = rows[~(rows > dna.T).any(axis=1)]
+        rows = rows[~dna.is_n(rows).any(axis=1)]
         counts += np.bincount(kmer_ids(rows)[:, 0], minlength=len(VOCAB))
     best = int(counts.argmax())
     return best, float(counts[best] / counts.sum())
 
 
-@torch.no_grad()
 def evaluate(
-    model: EsmForMaskedLM, windows: np.ndarray, seed: int, baseline_id: int, batch: int = 64
+    model: EsmForMaskedLM, windows_: np.ndarray, seed: int, baseline_id: int
 ) -> dict[str, float]:
-    """Masked-token accuracy and loss of the stock forward on fixed windows and fixed masks.
-
-    Masks are `had_cache.masking.group_masks(seed, window index)`, the extraction stage's rule,
-    so the numbers are reproducible and the baseline is scored on the very same tokens.
-    """
-    model.eval()
-    ids = kmer_ids(windows)
-    masks = masking.group_masks(seed, np.arange(len(ids)), ids.shape[1], MASK_RATIO)
-    correct = base_correct = total = 0
-    loss_sum = 0.0
-    for lo in range(0, len(ids), batch):
-        true = with_cls(ids[lo : lo + batch])
-        mask = torch.from_numpy(masks[lo : lo + batch])
-        mask = torch.cat([torch.zeros(len(mask), 1, dtype=torch.bool), mask], dim=1)
-        logits = model(input_ids=torch.where(mask, MASK_ID, true)).logits[mask]
-        target = true[mask]
-        correct += int((logits.argmax(-1) == target).sum())
-        base_correct += int((target == baseline_id).sum())
-        loss_sum += float(F.cross_entropy(logits, target, reduction="sum"))
-        total += int(mask.sum())
-    return {
-        "windows": int(len(ids)),
-        "masked_tokens": total,
-        "accuracy": correct / total,
-        "baseline_accuracy": base_correct / total,
-        "loss": loss_sum / total,
-    }
+    """Masked-token accuracy and loss on fixed windows with the extraction's masks (the teacher
+    gate's routine), beside always predicting `baseline_id` on the very same tokens."""
+    score = masked_token_accuracy(model.eval(), windows_, seed, baseline_id, batch_size=64)
+    return dataclasses.asdict(score)
 
 
 def save_and_reload(model: EsmForMaskedLM, folder: Path) -> tuple[EsmForMaskedLM, dict[str, list]]:
@@ -257,7 +220,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--slice", type=Path, default=DEFAULT_SLICE)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--log", type=Path, default=DEFAULT_LOG)
-    p.add_argument("--independent-fasta", type=Path, default=DEFAULT_INDEPENDENT)
+    p.add_argument(
+        "--independent-fasta",
+        type=Path,
+        default=None,
+        help="a GRCh37 chrX FASTA reaching past the slice, for the independent evaluation",
+    )
     p.add_argument(
         "--independent-region", default=DEFAULT_INDEPENDENT_REGION, help="1-based, inclusive"
     )
@@ -306,15 +274,8 @@ def main(argv: list[str] | None = None) -> None:
     model = build_model(args)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: {n_params:,} parameters; training on {split:,} bp", flush=True)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embeddings" not in n]
-    no_decay = [
-        p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embeddings" not in n)
-    ]
     opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": args.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
+        optim_groups(model, args.weight_decay),
         lr=args.lr,
         betas=(0.9, 0.98),
         eps=1e-8,
@@ -335,7 +296,7 @@ def main(argv: list[str] | None = None) -> None:
             progress = step / args.max_steps if args.max_steps > 0 else elapsed / budget
             if progress >= 1.0 or elapsed >= budget:
                 break
-            lr = lr_at(progress, args.lr, args.warmup, args.lr_floor)
+            lr = args.lr * warmup_cosine_fraction(progress, args.warmup, args.lr_floor)
             for group in opt.param_groups:
                 group["lr"] = lr
             full, mask = draw_batch(train_codes, starts, args.batch, n_mask, rng)
@@ -361,23 +322,25 @@ def main(argv: list[str] | None = None) -> None:
     print(f"trained {step} steps in {train_s / 60:.1f} min", flush=True)
 
     loaded, load_info = save_and_reload(model, tmp)
-    probe = with_cls(kmer_ids(train_codes[: 4 * WINDOW_BP].reshape(4, WINDOW_BP)))
+    probe = torch.from_numpy(with_cls(kmer_ids(train_codes[: 4 * WINDOW_BP].reshape(4, WINDOW_BP))))
     with torch.no_grad():
         model.eval()
         drift = (model(input_ids=probe).logits - loaded(input_ids=probe).logits).abs().max()
 
     baseline_id, baseline_share = most_frequent_kmer(train_codes)
-    held = tile_windows(held_codes, WINDOW_BP, args.eval_windows)
+    held = windows.tile_n_free(held_codes, WINDOW_BP)[: args.eval_windows]
     results = {"held_out": evaluate(loaded, held, args.eval_seed, baseline_id)}
     held_start = region.start + split
     results["held_out"]["region"] = f"chrX:{held_start}-{region.end}"
     print("held-out:", results["held_out"], flush=True)
-    if args.independent_fasta.exists():
+    if args.independent_fasta is not None:
         lo, hi = (int(x) for x in args.independent_region.split("-"))
         if not (hi < region.start or lo > region.end):
             raise SystemExit(f"independent region {lo}-{hi} overlaps the slice")
-        _, chrx = read_fasta_codes(args.independent_fasta)
-        indep = tile_windows(chrx[lo - 1 : hi], WINDOW_BP, args.eval_windows)
+        name, _ = only_record(args.independent_fasta)
+        fasta = windows.open_fasta(args.independent_fasta)
+        chrx = dna.encode(windows.Region(name, lo, hi).read(fasta))
+        indep = windows.tile_n_free(chrx, WINDOW_BP)[: args.eval_windows]
         results["independent"] = evaluate(loaded, indep, args.eval_seed, baseline_id)
         results["independent"]["region"] = f"chrX:{lo}-{hi} ({args.independent_fasta.name})"
         print("independent:", results["independent"], flush=True)
