@@ -114,9 +114,9 @@ def main(argv: list[str] | None = None) -> None:
         del model
         teacher = load_teacher(str(Path(tmp) / "teacher"), device, dtype, layers)
 
-    n_tokens = args.window_bp // dna.K
+    n_tokens = dna.groups_per_window(args.window_bp)
     seqs = gate_windows(batch, args.window_bp)
-    mask = masking.group_masks(0, np.arange(batch), n_tokens, 0.15)
+    mask = masking.group_masks(0, np.arange(batch), n_tokens, masking.DEFAULT_RATIO)
     ids = masking.teacher_input(tokenize.kmer_ids(seqs), mask, tokenize.MASK_ID)
 
     for _ in range(2):

@@ -21,7 +21,7 @@ from had_cache.schema import StoreError
 
 @dataclass(frozen=True)
 class Records:
-    """A block of consecutive records, as stored (teacher features stay float16)."""
+    """A block of records, as stored (teacher features keep schema.TEACHER_DTYPE)."""
 
     index: np.ndarray  # int64 [n], record ids
     seq: np.ndarray  # uint8 [n, W]

@@ -15,7 +15,7 @@ from click.core import ParameterSource
 
 from had_common.cli import CONTEXT_SETTINGS, device_option, exit_on_had_error
 from had_train import losses
-from had_train.ablate import ABLATION_HOLDOUT_CHUNKS, ARMS, AblationConfig
+from had_train.ablate import ABLATION_HOLDOUT_CHUNKS, AblationConfig
 from had_train.eval.finetune import EVAL_MODES, EvalConfig
 from had_train.pretrain import PRECISIONS, PretrainConfig
 
@@ -331,7 +331,7 @@ def eval_cmd(checkpoint_path: str | None, out: Path | None, no_tsne: bool, **opt
     "--arms",
     default=",".join(_ABLATE.arms),
     show_default=True,
-    help=f"Comma-separated, of {', '.join(ARMS)}: had, mlm (reconstruction only), distill (alignment only), none (no pretraining).",
+    help="Comma-separated: had, mlm (reconstruction only), distill (alignment only), none (no pretraining).",
 )
 @click.option(
     "--seeds",
