@@ -143,7 +143,7 @@ def model_flops(model: str, length: int) -> float:
         encoder = HadStudentModel(model_config(model)).train()
         ids = torch.randint(0, 4, (1, length))
     with FlopCounterMode(display=False) as counter:
-        encoder(ids).square().mean().backward()
+        encoder(ids).last_hidden_state.square().mean().backward()
     return float(counter.get_total_flops())
 
 
@@ -161,7 +161,7 @@ def _model_step(spec: dict[str, Any], device: torch.device) -> Callable[[], None
     def step() -> None:
         model.zero_grad(set_to_none=True)
         with autocast:
-            out = model(ids)
+            out = model(ids).last_hidden_state
         out.float().square().mean().backward()
 
     return step

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from had_common.errors import HadError
-from had_train.model.modeling_had import IGNORE_INDEX
+from had_train.model import IGNORE_INDEX
 
 OBJECTIVES = ("had", "mlm", "distill")
 """had = alignment + reconstruction; mlm = reconstruction only; distill = alignment only."""

@@ -8,38 +8,14 @@ the bidirectional wrapper supplies the reverse direction.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from had_train.ops import gated_delta_rule
-
+from ._ops import gated_delta_rule
+from .conv import ShortConvolution
+from .dt_init import dt_bias_init
 from .norm import GatedRMSNorm
-
-
-class ShortConvolution(nn.Module):
-    """Depthwise causal convolution, then SiLU: local context before the recurrence.
-
-    The weight lives in an `nn.Conv1d` ([C, 1, K], fla's layout), but the product is computed as K
-    shifted multiply-adds: PyTorch's depthwise Conv1d backward on CPU is ~15x slower than this.
-    """
-
-    def __init__(self, channels: int, kernel_size: int) -> None:
-        super().__init__()
-        self.kernel_size = kernel_size
-        self.conv = nn.Conv1d(channels, channels, kernel_size, groups=channels, bias=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """x: [B, L, C] -> [B, L, C]; position t sees t - kernel_size + 1 .. t only."""
-        length, kernel = x.shape[1], self.kernel_size
-        padded = F.pad(x, (0, 0, kernel - 1, 0))
-        weight = self.conv.weight[:, 0, :].to(x.dtype)  # [C, K]
-        out = padded[:, :length] * weight[:, 0]
-        for j in range(1, kernel):
-            out = out + padded[:, j : j + length] * weight[:, j]
-        return F.silu(out)
 
 
 class GatedDeltaNet(nn.Module):
@@ -83,10 +59,7 @@ class GatedDeltaNet(nn.Module):
         """fla's init: A ~ U(0, 16) (stored as log), dt log-uniform in [dt_min, dt_max] (stored as
         inverse softplus), so decays start spread over short and long memories."""
         a = torch.empty(self.num_heads).uniform_(0, 16)
-        dt = torch.exp(
-            torch.rand(self.num_heads) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
-        ).clamp(min=dt_floor)
-        return torch.log(a), dt + torch.log(-torch.expm1(-dt))
+        return torch.log(a), dt_bias_init(self.num_heads, dt_min, dt_max, dt_floor)
 
     def reset_decay_parameters(self) -> None:
         """Draw A_log and dt_bias afresh (the model's `_init_weights` calls the same values)."""

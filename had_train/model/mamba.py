@@ -14,30 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from had_train.ops import selective_scan
-
-
-class CausalConv1d(nn.Module):
-    """Depthwise causal convolution with bias, then SiLU (mamba_ssm's `conv1d` + activation).
-
-    Same shift-and-add trick as the GDN layer's `ShortConvolution` (PyTorch's depthwise Conv1d
-    backward is slow on CPU), but Mamba's convolution has a bias before the SiLU.
-    """
-
-    def __init__(self, channels: int, kernel_size: int) -> None:
-        super().__init__()
-        self.kernel_size = kernel_size
-        self.conv = nn.Conv1d(channels, channels, kernel_size, groups=channels, bias=True)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """x: [B, L, C] -> [B, L, C]; position t sees t - kernel_size + 1 .. t only."""
-        length, kernel = x.shape[1], self.kernel_size
-        padded = F.pad(x, (0, 0, kernel - 1, 0))
-        weight = self.conv.weight[:, 0, :].to(x.dtype)  # [C, K]
-        out = padded[:, :length] * weight[:, 0] + self.conv.bias.to(x.dtype)
-        for j in range(1, kernel):
-            out = out + padded[:, j : j + length] * weight[:, j]
-        return F.silu(out)
+from ._ops import selective_scan
+from .conv import ShortConvolution
+from .dt_init import dt_bias_init
 
 
 class Mamba(nn.Module):
@@ -57,7 +36,7 @@ class Mamba(nn.Module):
         self.dt_rank = math.ceil(d_model / 16)  # mamba_ssm's dt_rank="auto"
         self.chunk_size = chunk_size
         self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=False)
-        self.conv = CausalConv1d(self.d_inner, conv_size)
+        self.conv = ShortConvolution(self.d_inner, conv_size, bias=True)
         self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
         self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
         self.A_log = nn.Parameter(torch.empty(self.d_inner, d_state))
@@ -74,15 +53,13 @@ class Mamba(nn.Module):
         its bias the inverse softplus of a log-uniform dt in [dt_min, dt_max], so channels start
         with memories from ~10 to ~1000 steps."""
         a = torch.arange(1, self.d_state + 1, dtype=torch.float32).repeat(self.d_inner, 1)
-        dt = torch.exp(
-            torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
-        ).clamp(min=dt_floor)
+        dt_bias = dt_bias_init(self.d_inner, dt_min, dt_max, dt_floor)
         bound = self.dt_rank**-0.5
         return {
             "A_log": torch.log(a),
             "D": torch.ones(self.d_inner),
             "dt_proj.weight": torch.empty(self.d_inner, self.dt_rank).uniform_(-bound, bound),
-            "dt_proj.bias": dt + torch.log(-torch.expm1(-dt)),
+            "dt_proj.bias": dt_bias,
         }
 
     def ssm_parameters(self) -> dict[str, Tensor]:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import PreTrainedModel
-from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.modeling_outputs import BaseModelOutput, SequenceClassifierOutput
 from transformers.utils import ModelOutput
 
 from .attention import SelfAttentionMixer
@@ -30,6 +30,7 @@ except ImportError:  # transformers 4.x: loading decides which modules to initia
     from torch.nn import init as _init
 
 IGNORE_INDEX = -100
+"""Target of a masked base that is not A, C, G or T: cross-entropy's default ignore_index."""
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -154,8 +155,9 @@ class HadStudentModel(HadStudentPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.embeddings = value
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-        """Hidden states [B, L, d_model] with padded positions zeroed.
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> BaseModelOutput:
+        """`last_hidden_state` [B, L, d_model] with padded positions zeroed (the output of every
+        HF encoder, so `AutoModel` code works unchanged on an exported student).
 
         input_ids [B, L] codes (A=0 C=1 G=2 T=3 N=4 MASK=5 PAD=6); attention_mask [B, L]
         (1 = valid, left-aligned) or None.
@@ -168,7 +170,7 @@ class HadStudentModel(HadStudentPreTrainedModel):
         x = self.norm(x)
         if attention_mask is not None:
             x = x * attention_mask[..., None].to(x.dtype)
-        return x
+        return BaseModelOutput(last_hidden_state=x)
 
     @staticmethod
     def pool(hidden: Tensor, attention_mask: Tensor | None = None) -> Tensor:
@@ -240,7 +242,8 @@ class HadStudentForPretraining(HadStudentPreTrainedModel):
         """
         batch, width = input_ids.shape
         base_mask = self.base_mask(input_ids, group_mask)
-        hidden = self.had(input_ids.masked_fill(base_mask, self.config.mask_token_id))
+        masked_ids = input_ids.masked_fill(base_mask, self.config.mask_token_id)
+        hidden = self.had(masked_ids).last_hidden_state
         d = hidden.shape[-1]
         groups = hidden.view(
             batch, width // self.config.group_size, self.config.group_size, d
@@ -273,7 +276,8 @@ class HadStudentForSequenceClassification(HadStudentPreTrainedModel):
 
     def embed(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         """Pooled sequence features [B, d_model] (t-SNE, linear probes)."""
-        return self.had.pool(self.had(input_ids, attention_mask), attention_mask)
+        hidden = self.had(input_ids, attention_mask).last_hidden_state
+        return self.had.pool(hidden, attention_mask)
 
     def forward(
         self, input_ids: Tensor, attention_mask: Tensor | None = None, labels: Tensor | None = None

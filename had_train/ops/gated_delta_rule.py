@@ -13,11 +13,10 @@ on CPU (and on GPU without fla); fla's Triton kernel runs on CUDA when it import
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-
 import torch
 from torch import Tensor
+
+from ._common import compute_dtype, optional_kernel
 
 __all__ = [
     "gated_delta_rule",
@@ -27,9 +26,8 @@ __all__ = [
 ]
 
 
-def _compute_dtype(x: Tensor) -> torch.dtype:
-    """float64 stays float64 (for exact parity tests); everything else runs in float32."""
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
+_FLA_KERNEL = ("fla.ops.gated_delta_rule", "chunk_gated_delta_rule")
+"""fla's Triton kernel (module, name): used on CUDA when `optional_kernel` can import it."""
 
 
 def _check_shapes(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor) -> None:
@@ -62,7 +60,7 @@ def gated_delta_rule_recurrent(
     Returns (o [B, L, H, Dv] in v's dtype, final state [B, H, Dk, Dv] in the compute dtype or None).
     """
     _check_shapes(q, k, v, g, beta)
-    dtype, out_dtype = _compute_dtype(q), v.dtype
+    dtype, out_dtype = compute_dtype(q), v.dtype
     batch, length, heads, dk = q.shape
     dv = v.shape[-1]
     scale = dk**-0.5 if scale is None else scale
@@ -104,7 +102,7 @@ def gated_delta_rule_chunked(
     _check_shapes(q, k, v, g, beta)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    dtype, out_dtype = _compute_dtype(q), v.dtype
+    dtype, out_dtype = compute_dtype(q), v.dtype
     batch, length, heads, dk = q.shape
     dv = v.shape[-1]
     scale = dk**-0.5 if scale is None else scale
@@ -160,22 +158,12 @@ def gated_delta_rule_chunked(
     return o.to(out_dtype), (state if output_final_state else None)
 
 
-@functools.cache
-def _fla_kernel() -> Callable[..., tuple[Tensor, Tensor | None]] | None:
-    """fla's Triton kernel if it imports; any failure means 'not available', never an error."""
-    try:
-        from fla.ops.gated_delta_rule import chunk_gated_delta_rule
-    except Exception:
-        return None
-    return chunk_gated_delta_rule
-
-
 def gated_delta_rule_backend(device: torch.device | str) -> str:
     """Which implementation `gated_delta_rule` uses on `device`: "fla" or "torch-chunked".
 
     The trainer logs this once, so a run that silently fell back to the slow path is visible.
     """
-    if torch.device(device).type == "cuda" and _fla_kernel() is not None:
+    if torch.device(device).type == "cuda" and optional_kernel(*_FLA_KERNEL) is not None:
         return "fla"
     return "torch-chunked"
 
@@ -196,7 +184,7 @@ def gated_delta_rule(
     chunk_size applies to the PyTorch path only (fla fixes its own).
     """
     if gated_delta_rule_backend(q.device) == "fla":
-        kernel = _fla_kernel()
+        kernel = optional_kernel(*_FLA_KERNEL)
         assert kernel is not None
         return kernel(
             q=q,

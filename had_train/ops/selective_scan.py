@@ -13,12 +13,11 @@ on GPU without mamba_ssm); mamba_ssm's CUDA kernel runs on CUDA when it imports.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from ._common import compute_dtype, optional_kernel
 
 __all__ = [
     "selective_scan",
@@ -28,9 +27,8 @@ __all__ = [
 ]
 
 
-def _compute_dtype(x: Tensor) -> torch.dtype:
-    """float64 stays float64 (for exact parity tests); everything else runs in float32."""
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
+_MAMBA_KERNEL = ("mamba_ssm.ops.selective_scan_interface", "selective_scan_fn")
+"""mamba_ssm's CUDA kernel (module, name): used on CUDA when `optional_kernel` can import it."""
 
 
 def _check_shapes(
@@ -109,7 +107,7 @@ def selective_scan_recurrent(
     Returns (out [B, D, L] in u's dtype, final state [B, D, N] in the compute dtype or None).
     """
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
-    dtype = _compute_dtype(u)
+    dtype = compute_dtype(u)
     _, log_decay, inputs = _discretize(u, delta, A, B, delta_bias, delta_softplus, dtype)
     state = u.new_zeros(u.shape[0], u.shape[1], A.shape[1], dtype=dtype)
     ys = []
@@ -146,7 +144,7 @@ def selective_scan_chunked(
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    dtype = _compute_dtype(u)
+    dtype = compute_dtype(u)
     batch, dim, length = u.shape
     n_state = A.shape[1]
     _, log_decay, inputs = _discretize(u, delta, A, B, delta_bias, delta_softplus, dtype)
@@ -180,22 +178,12 @@ def selective_scan_chunked(
     return _finish(y, u, D, z, dtype), (state if output_final_state else None)
 
 
-@functools.cache
-def _mamba_kernel() -> Callable[..., Tensor | tuple[Tensor, Tensor]] | None:
-    """mamba_ssm's CUDA kernel if it imports; any failure means 'not available', never an error."""
-    try:
-        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
-    except Exception:
-        return None
-    return selective_scan_fn
-
-
 def selective_scan_backend(device: torch.device | str) -> str:
     """Which implementation `selective_scan` uses on `device`: "mamba_ssm" or "torch-chunked".
 
     The trainer logs this once, so a run that silently fell back to the slow path is visible.
     """
-    if torch.device(device).type == "cuda" and _mamba_kernel() is not None:
+    if torch.device(device).type == "cuda" and optional_kernel(*_MAMBA_KERNEL) is not None:
         return "mamba_ssm"
     return "torch-chunked"
 
@@ -218,7 +206,7 @@ def selective_scan(
     chunk_size applies to the PyTorch path only. mamba_ssm's final state carries no gradient.
     """
     if selective_scan_backend(u.device) == "mamba_ssm":
-        kernel = _mamba_kernel()
+        kernel = optional_kernel(*_MAMBA_KERNEL)
         assert kernel is not None
         _check_shapes(u, delta, A, B, C, D, z, delta_bias)
         result = kernel(

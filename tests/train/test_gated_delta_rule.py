@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,6 +14,7 @@ from had_train.ops import (
     gated_delta_rule_chunked,
     gated_delta_rule_recurrent,
 )
+from tests.helpers import rel_err
 
 B, H, DK, DV = 2, 2, 8, 6
 
@@ -38,11 +41,6 @@ def make_inputs(
 def cuda_inputs(length: int) -> list[torch.Tensor]:
     """float32 CUDA inputs with the paper's head width (64): Triton kernels tile head dims."""
     return [x.float().cuda() for x in make_inputs(length, dk=64, dv=64)]
-
-
-def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    """Relative RMS error, the tolerance measure fla's parity tests use."""
-    return ((actual - expected).norm() / expected.norm().clamp(min=1e-30)).item()
 
 
 def run_with_grads(fn, inputs, with_state: bool, **kwargs):
@@ -205,3 +203,19 @@ def test_fla_kernel_in_bfloat16_stays_close_to_reference() -> None:
     assert o.dtype == torch.bfloat16
     assert rel_err(o.float(), o_ref) <= 2e-2
     assert rel_err(s.float(), s_ref) <= 2e-2
+
+
+def test_a_kernel_that_fails_to_import_is_not_available(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fla or mamba_ssm that is missing, broken (any exception on import) or lacks the kernel
+    means 'use the PyTorch op', never a crash at model construction or forward."""
+    from had_train.ops._common import optional_kernel
+
+    (tmp_path / "broken_kernel_pkg.py").write_text("raise RuntimeError('no CUDA driver')\n")
+    (tmp_path / "fine_kernel_pkg.py").write_text("def kernel():\n    return 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert optional_kernel("broken_kernel_pkg", "kernel") is None
+    assert optional_kernel("no_such_kernel_pkg", "kernel") is None
+    assert optional_kernel("fine_kernel_pkg", "missing") is None
+    assert optional_kernel("fine_kernel_pkg", "kernel")() == 1

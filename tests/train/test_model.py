@@ -7,8 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from transformers.modeling_outputs import BaseModelOutput
 
+from had_cache import dna
 from had_train.model import (
+    IGNORE_INDEX,
     HadStudentConfig,
     HadStudentForPretraining,
     HadStudentForSequenceClassification,
@@ -16,28 +19,48 @@ from had_train.model import (
     count_parameters,
 )
 from had_train.model.attention import SelfAttentionMixer
-from had_train.model.gated_deltanet import ShortConvolution
-from tests.train.padding import assert_padding_invariant, random_ids
+from had_train.model.configuration_had import NUM_BASES
+from had_train.model.conv import ShortConvolution
+from tests.helpers import (
+    MIXER_STACKS,
+    assert_every_parameter_gets_gradient,
+    pretraining_batch,
+    random_ids,
+    tiny_config,
+)
+from tests.train.padding import assert_padding_invariant
 
-MASK, N = 5, 4
 PAPER_ENCODER_PARAMETERS = 1_141_264
-
-
-def tiny_config(**overrides) -> HadStudentConfig:
-    """Tiny preset with short chunks so short test sequences still cross chunk boundaries."""
-    return HadStudentConfig.from_preset("tiny", **{"chunk_size": 8, **overrides})
+"""The count quoted in HadStudentConfig.from_preset (the paper's "≈1.1M")."""
+PAPER_PRETRAINING_HEAD_PARAMETERS = 346_116
+"""What pretraining adds outside the encoder at the default teacher width 1024 (so what an
+export leaves out): the alignment Linear(128 -> 1024) with bias, 132,096, and the cross-attention
+decoder, 214,020 (four 128-wide RMSNorms, 4 x 128^2 attention, a 3 x 128 x 384 gated MLP,
+Linear(128 -> 4) with bias)."""
 
 
 def test_paper_preset_parameter_count() -> None:
     config = HadStudentConfig.from_preset("paper")
-    encoder = HadStudentModel(config)
-    n = count_parameters(encoder)
-    print(f"paper preset encoder parameters: {n:,}")
-    assert 1_000_000 <= n <= 1_250_000
-    assert n == PAPER_ENCODER_PARAMETERS  # the count quoted in HadStudentConfig.from_preset
     assert config.mixers == ["gdn"] * 4 + ["attention"] and config.d_model == 128
-    heads = count_parameters(HadStudentForPretraining(config)) - n
-    print(f"paper preset pretraining heads (outside the encoder): {heads:,}")
+    assert config.teacher_hidden_size == 1024
+    encoder = count_parameters(HadStudentModel(config))
+    assert encoder == PAPER_ENCODER_PARAMETERS
+    heads = count_parameters(HadStudentForPretraining(config)) - encoder
+    assert heads == PAPER_PRETRAINING_HEAD_PARAMETERS
+
+
+def test_token_codes_come_from_the_alphabet() -> None:
+    """The student reads had_cache.dna's codes: a second spelling of them would drift."""
+    for config in (
+        HadStudentConfig(),
+        HadStudentConfig.from_preset("paper"),
+        HadStudentConfig.from_preset("tiny"),
+    ):
+        assert config.vocab_size == dna.STUDENT_VOCAB_SIZE
+        assert config.mask_token_id == dna.MASK
+        assert config.pad_token_id == dna.PAD
+    # the decoder predicts exactly the codes below N: A, C, G, T
+    assert NUM_BASES == dna.N and dna.BASES[:NUM_BASES] == "ACGT"
 
 
 def test_padded_batch_equals_each_sequence_alone() -> None:
@@ -49,7 +72,7 @@ def test_padded_batch_equals_each_sequence_alone() -> None:
     with torch.no_grad():
         pooled = model.pool(batched, mask)
         torch.testing.assert_close(
-            pooled[1], model(seqs[1][None]).mean(dim=1)[0], rtol=1e-5, atol=1e-5
+            pooled[1], model(seqs[1][None]).last_hidden_state.mean(dim=1)[0], rtol=1e-5, atol=1e-5
         )
 
 
@@ -75,13 +98,26 @@ def test_windowed_attention_keeps_the_padding_contract() -> None:
     assert_padding_invariant(model, [5, 30, 17, 8, 1], torch.Generator().manual_seed(3))
 
 
+def test_encoder_returns_an_hf_base_model_output() -> None:
+    """`last_hidden_state`, as every HF encoder: AutoModel code runs unchanged on the student."""
+    model = HadStudentModel(tiny_config()).eval()
+    ids = random_ids(torch.Generator().manual_seed(2), 2, 9)
+    with torch.no_grad():
+        out = model(ids)
+    assert isinstance(out, BaseModelOutput) and out[0] is out.last_hidden_state
+    assert out.last_hidden_state.shape == (2, 9, model.config.d_model)
+
+
 def test_all_ones_mask_equals_no_mask() -> None:
     torch.manual_seed(0)
     model = HadStudentModel(tiny_config()).eval()
     ids = random_ids(torch.Generator().manual_seed(2), 2, 17)
     with torch.no_grad():
         torch.testing.assert_close(
-            model(ids, torch.ones_like(ids)), model(ids), rtol=1e-6, atol=1e-6
+            model(ids, torch.ones_like(ids)).last_hidden_state,
+            model(ids).last_hidden_state,
+            rtol=1e-6,
+            atol=1e-6,
         )
 
 
@@ -98,30 +134,26 @@ def test_bidirectional_gdn_block_is_flip_equivariant() -> None:
     ids = random_ids(torch.Generator().manual_seed(3), 3, 19)
     model = HadStudentModel(tiny_config(mixers=["gdn"])).eval()
     with torch.no_grad():
-        torch.testing.assert_close(model(ids.flip(1)), model(ids).flip(1), rtol=0, atol=1e-6)
+        flipped = model(ids.flip(1)).last_hidden_state
+        torch.testing.assert_close(flipped, model(ids).last_hidden_state.flip(1), rtol=0, atol=1e-6)
     # the property has teeth: a one-directional GDN is not equivariant
     causal = HadStudentModel(tiny_config(mixers=["gdn"], bidirectional=False)).eval()
     with torch.no_grad():
-        assert not torch.allclose(causal(ids.flip(1)), causal(ids).flip(1), atol=1e-3)
+        flipped = causal(ids.flip(1)).last_hidden_state
+        assert not torch.allclose(flipped, causal(ids).last_hidden_state.flip(1), atol=1e-3)
 
 
-def test_short_convolution_is_a_causal_depthwise_conv() -> None:
-    """The shift-and-add short conv equals a left-padded depthwise Conv1d with the same weight."""
+@pytest.mark.parametrize("bias", [False, True])
+def test_short_convolution_is_a_causal_depthwise_conv(bias: bool) -> None:
+    """The shift-and-add short conv (GDN's without bias, Mamba's with) equals a left-padded
+    depthwise Conv1d with the same weight and bias, then SiLU."""
     torch.manual_seed(0)
-    conv = ShortConvolution(8, 4)
+    conv = ShortConvolution(8, 4, bias=bias)
+    assert (conv.conv.bias is not None) == bias
     x = torch.randn(2, 11, 8)
-    weight = conv.conv.weight
-    reference = F.conv1d(F.pad(x.transpose(1, 2), (3, 0)), weight, groups=8).transpose(1, 2)
+    padded = F.pad(x.transpose(1, 2), (3, 0))
+    reference = F.conv1d(padded, conv.conv.weight, conv.conv.bias, groups=8).transpose(1, 2)
     torch.testing.assert_close(conv(x), F.silu(reference), rtol=1e-6, atol=1e-6)
-
-
-def make_pretraining_batch(batch: int = 2, tokens: int = 10, masked: int = 3, seed: int = 4):
-    gen = torch.Generator().manual_seed(seed)
-    ids = random_ids(gen, batch, 6 * tokens)
-    group_mask = torch.zeros(batch, tokens, dtype=torch.bool)
-    for row in range(batch):
-        group_mask[row, torch.randperm(tokens, generator=gen)[:masked]] = True
-    return ids, group_mask
 
 
 @pytest.mark.parametrize("decoder", ["cross_attention", "linear"])
@@ -129,7 +161,7 @@ def test_pretraining_shapes_and_order(decoder: str) -> None:
     torch.manual_seed(0)
     config = tiny_config(decoder=decoder)
     model = HadStudentForPretraining(config).eval()
-    ids, group_mask = make_pretraining_batch()
+    ids, group_mask = pretraining_batch()
     with torch.no_grad():
         out = model(ids, group_mask)
     assert out.aligned.shape == (2, 10 - 3, config.teacher_hidden_size)
@@ -149,10 +181,10 @@ def test_encoder_never_sees_masked_bases() -> None:
     """Changing the bases inside masked groups changes nothing: the model masks them itself."""
     torch.manual_seed(0)
     model = HadStudentForPretraining(tiny_config()).eval()
-    ids, group_mask = make_pretraining_batch()
+    ids, group_mask = pretraining_batch()
     base_mask = group_mask.repeat_interleave(6, dim=1)
     other = torch.where(base_mask, (ids + 1) % 4, ids)
-    premasked = ids.masked_fill(base_mask, MASK)
+    premasked = ids.masked_fill(base_mask, dna.MASK)
     with torch.no_grad():
         out = model(ids, group_mask)
         for variant in (other, premasked):
@@ -161,19 +193,19 @@ def test_encoder_never_sees_masked_bases() -> None:
 
 def test_reconstruction_targets_follow_logits_order() -> None:
     model = HadStudentForPretraining(tiny_config())
-    ids, group_mask = make_pretraining_batch()
-    ids[0, group_mask[0].nonzero()[0, 0] * 6] = N
+    ids, group_mask = pretraining_batch()
+    ids[0, group_mask[0].nonzero()[0, 0] * 6] = dna.N
     targets = model.reconstruction_targets(ids, group_mask)
     assert targets.shape == (2, 18)
-    assert targets[0, 0] == -100 and (targets[targets != -100] < 4).all()
+    assert targets[0, 0] == IGNORE_INDEX and (targets[targets != IGNORE_INDEX] < NUM_BASES).all()
     base_mask = group_mask.repeat_interleave(6, dim=1)
     expected = ids[1, base_mask[1]]
-    assert torch.equal(targets[1], expected.masked_fill(expected == N, -100))
+    assert torch.equal(targets[1], expected.masked_fill(expected == dna.N, IGNORE_INDEX))
 
 
 def test_pretraining_rejects_bad_group_masks() -> None:
     model = HadStudentForPretraining(tiny_config())
-    ids, group_mask = make_pretraining_batch()
+    ids, group_mask = pretraining_batch()
     with pytest.raises(ValueError, match="group_mask"):
         model(ids[:, :-1], group_mask)
     uneven = group_mask.clone()
@@ -182,21 +214,19 @@ def test_pretraining_rejects_bad_group_masks() -> None:
         model(ids, uneven)
 
 
-def test_pretraining_gradients_reach_every_parameter() -> None:
+@pytest.mark.parametrize("stack", sorted(MIXER_STACKS))
+def test_pretraining_gradients_reach_every_parameter(stack: str) -> None:
     torch.manual_seed(0)
-    model = HadStudentForPretraining(tiny_config())
-    ids, group_mask = make_pretraining_batch()
-    out = model(ids, group_mask)
+    model = HadStudentForPretraining(tiny_config(mixers=MIXER_STACKS[stack]))
+    out = model(*pretraining_batch())
     (out.aligned.square().mean() + out.recon_logits.logsumexp(-1).mean()).backward()
-    for name, param in model.named_parameters():
-        assert param.grad is not None and torch.isfinite(param.grad).all(), name
-        assert param.grad.abs().sum() > 0, name
+    assert_every_parameter_gets_gradient(model)
 
 
 def test_save_load_round_trip(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = HadStudentForPretraining(tiny_config()).eval()
-    ids, group_mask = make_pretraining_batch()
+    ids, group_mask = pretraining_batch()
     model.save_pretrained(tmp_path)
     loaded = HadStudentForPretraining.from_pretrained(tmp_path).eval()
     assert loaded.config.mixers == model.config.mixers
@@ -242,4 +272,3 @@ def test_config_validation_and_presets() -> None:
     assert HadStudentConfig.from_preset("paper").attention_window is None  # global, as published
     config = HadStudentConfig.from_preset("paper", teacher_hidden_size=512)
     assert config.teacher_hidden_size == 512 and config.model_type == "had_student"
-    assert (config.vocab_size, config.mask_token_id, config.pad_token_id) == (7, 5, 6)

@@ -11,6 +11,7 @@ from had_train.ops import (
     selective_scan_chunked,
     selective_scan_recurrent,
 )
+from tests.helpers import rel_err
 
 B, D, N = 2, 6, 4
 
@@ -33,11 +34,6 @@ def make_inputs(length: int, dtype: torch.dtype = torch.float64, seed: int = 0) 
         randn(B, D, length),
         randn(D) * 0.5,
     ]
-
-
-def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    """Relative RMS error, the tolerance measure fla's parity tests use."""
-    return ((actual - expected).norm() / expected.norm().clamp(min=1e-30)).item()
 
 
 def run_with_grads(fn, inputs, **kwargs):
