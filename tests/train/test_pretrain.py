@@ -209,3 +209,20 @@ def test_learning_rate_schedule() -> None:
     assert lr_at(9, cfg) == pytest.approx(1.0)
     assert lr_at(99, cfg) == pytest.approx(0.1, abs=1e-3)
     assert all(lr_at(s, cfg) >= lr_at(s + 1, cfg) for s in range(10, 99))
+
+
+def test_resume_keeps_the_runs_options_and_takes_only_resumable_overrides(tmp_path: Path) -> None:
+    """`--resume --steps 20` extends a run; `--resume --lr 1e-2` would silently change it."""
+    from had_train.pretrain import CONFIG_FILE, config_from_options
+
+    run = tmp_path / "run"
+    run.mkdir()
+    saved = PretrainConfig(cache="old.zarr", out=str(run), lr=3e-3, steps=10, seed=4)
+    (run / CONFIG_FILE).write_text(json.dumps(saved.to_json()))
+    options = {"steps": 20, "lr": 8e-3, "seed": 0}  # what click passes: given and defaults
+    cfg = config_from_options(Path("new.zarr"), run, True, {"steps"}, **options)
+    assert (cfg.steps, cfg.lr, cfg.seed, cfg.cache) == (20, 3e-3, 4, "new.zarr")
+    with pytest.raises(ConfigError, match=r"--lr 0.01 \(run has 0.003\)"):
+        config_from_options(Path("new.zarr"), run, True, {"lr"}, **(options | {"lr": 1e-2}))
+    fresh = config_from_options(Path("data/hg38.had.zarr"), None, False, set(), **options)
+    assert fresh.out == "runs/hg38" and fresh.lr == 8e-3
