@@ -1,7 +1,9 @@
 """Labelled DNA tasks: the built-in registry and the one CSV reader.
 
 A task is a CSV with a `sequence` and a `label` column. Class ids come from the *sorted* class
-names, so the same file gives the same ids on every machine, whatever the row order.
+names, so the same file gives the same ids on every machine, whatever the row order. The
+per-example rule (`check_example`) and the names-to-ids rule (`labelled_set`) are shared with the
+benchmark readers in `datasets.py`.
 """
 
 from __future__ import annotations
@@ -93,8 +95,60 @@ def load_task(name_or_csv_path: str | Path) -> LabelledSet:
     return read_csv(path, name=path.stem)
 
 
-def read_csv(path: Path, name: str) -> LabelledSet:
-    """Read and validate a `sequence,label` CSV (extra columns are ignored)."""
+SPLIT_COLUMN = "split"
+"""Optional CSV column naming each row's official split (`train` / `test`)."""
+
+
+@dataclass(frozen=True)
+class CsvRow:
+    """One validated data row of a task CSV; `split` is None when the file has no split column."""
+
+    line: int
+    sequence: str
+    label: str
+    split: str | None
+
+
+def check_example(sequence: str, label: str, where: str) -> None:
+    """The per-example rule of every task reader: a non-empty label and a sequence of ASCII
+    letters (anything other than A/C/G/T is read as N later). `where` names the row in errors."""
+    if not sequence:
+        raise TaskError(f"{where}: empty '{SEQUENCE_COLUMN}'")
+    if not label:
+        raise TaskError(f"{where}: empty '{LABEL_COLUMN}'")
+    if not (sequence.isascii() and sequence.isalpha()):
+        bad = next(ch for ch in sequence if not (ch.isascii() and ch.isalpha()))
+        raise TaskError(
+            f"{where}: sequence contains {bad!r}; "
+            "expected DNA letters (anything other than A/C/G/T is read as N)"
+        )
+
+
+def labelled_set(
+    name: str,
+    source: str,
+    sequences: list[str],
+    names: list[str],
+    class_names: tuple[str, ...] | None = None,
+) -> LabelledSet:
+    """Sequences with class names -> integer labels. Ids come from `class_names` (default: the
+    sorted names present), so splits read separately can share one class list."""
+    if class_names is None:
+        class_names = tuple(sorted(set(names)))
+    class_id = {c: i for i, c in enumerate(class_names)}
+    labels = np.array([class_id[c] for c in names], dtype=np.int64)
+    return LabelledSet(
+        name=name,
+        source=source,
+        sequences=tuple(sequences),
+        labels=labels,
+        class_names=class_names,
+    )
+
+
+def read_csv_rows(path: Path) -> list[CsvRow]:
+    """The validated data rows of a `sequence,label[,split]` CSV (blank lines skipped, extra
+    columns ignored); split values are returned as written, stripped."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
@@ -106,45 +160,40 @@ def read_csv(path: Path, name: str) -> LabelledSet:
                     f"found header {header}; expected '{SEQUENCE_COLUMN}' and '{LABEL_COLUMN}'"
                 )
             reader.fieldnames = header
-            sequences: list[str] = []
-            names: list[str] = []
+            has_split = SPLIT_COLUMN in header
+            rows: list[CsvRow] = []
             for row in reader:
                 line = reader.line_num
                 seq = (row.get(SEQUENCE_COLUMN) or "").strip()
                 label = (row.get(LABEL_COLUMN) or "").strip()
                 if not seq and not label:
                     continue  # blank line
-                if not seq:
-                    raise TaskError(f"{path}, line {line}: empty '{SEQUENCE_COLUMN}'")
-                if not label:
-                    raise TaskError(f"{path}, line {line}: empty '{LABEL_COLUMN}'")
-                if not (seq.isascii() and seq.isalpha()):
-                    bad = next(ch for ch in seq if not (ch.isascii() and ch.isalpha()))
-                    raise TaskError(
-                        f"{path}, line {line}: sequence contains {bad!r}; "
-                        "expected DNA letters (anything other than A/C/G/T is read as N)"
-                    )
-                sequences.append(seq)
-                names.append(label)
+                check_example(seq, label, f"{path}, line {line}")
+                split = (row.get(SPLIT_COLUMN) or "").strip() if has_split else None
+                rows.append(CsvRow(line=line, sequence=seq, label=label, split=split))
     except UnicodeDecodeError as err:
         raise TaskError(f"{path}: not a UTF-8 text CSV ({err.reason} at byte {err.start})") from err
     except csv.Error as err:
         raise TaskError(f"{path}: malformed CSV ({err})") from err
-
-    if not sequences:
+    if not rows:
         raise TaskError(f"{path}: no rows; a task needs labelled sequences")
-    class_names = tuple(sorted(set(names)))
+    return rows
+
+
+def require_two_classes(where: str, class_names: tuple[str, ...], n_rows: int) -> None:
+    """Classification needs at least two classes."""
     if len(class_names) < 2:
         raise TaskError(
-            f"{path}: only one class ({class_names[0]!r}) in {len(names)} rows; "
+            f"{where}: only one class ({class_names[0]!r}) in {n_rows} rows; "
             "classification needs at least 2"
         )
-    class_id = {c: i for i, c in enumerate(class_names)}
-    labels = np.array([class_id[c] for c in names], dtype=np.int64)
-    return LabelledSet(
-        name=name,
-        source=str(path),
-        sequences=tuple(sequences),
-        labels=labels,
-        class_names=class_names,
+
+
+def read_csv(path: Path, name: str) -> LabelledSet:
+    """Read and validate a `sequence,label` CSV (extra columns are ignored)."""
+    rows = read_csv_rows(path)
+    data = labelled_set(
+        name, str(path), [r.sequence for r in rows], [r.label for r in rows], class_names=None
     )
+    require_two_classes(str(path), data.class_names, len(rows))
+    return data
