@@ -8,8 +8,10 @@ disjoint, contiguous range of chunks (the seam for sharded extraction).
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zarr
@@ -129,5 +131,58 @@ def remove_store(path: Path) -> None:
         raise StoreError(
             f"--overwrite refuses to delete {path}: it is {what}; "
             "--overwrite replaces only a store written by had-cache; choose another --out"
+        )
+    shutil.rmtree(path)
+
+
+ARRAY_GROUP_KEY = "had_array_group"
+"""Attribute naming a plain array group written by `ArrayGroupWriter` (not a had-cache store)."""
+ArraySpec = tuple[tuple[int, ...], Any, tuple[int, ...]]
+"""(shape, dtype, chunks) of one array of a group."""
+
+
+class ArrayGroupWriter:
+    """A plain Zarr group of named arrays, for outputs that are not stores (`had-train embed`).
+
+    The group is built under `<path>.partial`, filled block by block with `write`, and renamed
+    to `path` by `close`, which sets the attributes last: a path that exists holds a whole
+    group, and a killed run leaves only the `.partial` folder, which the next run replaces.
+    Here so that zarr stays behind the reader and writer (tests/test_layering.py).
+    """
+
+    def __init__(self, path: Path, arrays: dict[str, ArraySpec], attrs: dict[str, Any]) -> None:
+        self.path = Path(path)
+        if self.path.exists():
+            raise StoreError(f"{self.path} already exists; choose another --out or delete it")
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        if self.partial.exists():
+            remove_partial_group(self.partial)
+        self.group = zarr.open_group(str(self.partial), mode="w-")
+        self.group.attrs[ARRAY_GROUP_KEY] = {"complete": False}
+        for name, (shape, dtype, chunks) in arrays.items():
+            self.group.create_array(name, shape=shape, dtype=dtype, chunks=chunks, fill_value=0)
+        self.attrs = attrs
+
+    def write(self, name: str, rows: slice, values: np.ndarray) -> None:
+        """Write `values` into rows `rows` of array `name` (whole chunks are cheapest)."""
+        self.group[name][rows] = values
+
+    def close(self) -> Path:
+        """Set the attributes (with `complete`) and move the group into place."""
+        self.group.attrs.update(self.attrs | {ARRAY_GROUP_KEY: {"complete": True}})
+        os.replace(self.partial, self.path)
+        return self.path
+
+
+def remove_partial_group(path: Path) -> None:
+    """Delete a `.partial` group left by a killed `ArrayGroupWriter`, and nothing else."""
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        ours = ARRAY_GROUP_KEY in dict(group.attrs)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError):
+        ours = False
+    if not ours:
+        raise StoreError(
+            f"{path} exists and is not a partial output of had; move it away or choose another --out"
         )
     shutil.rmtree(path)

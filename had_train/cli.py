@@ -16,6 +16,7 @@ from click.core import ParameterSource
 from had_common.cli import CONTEXT_SETTINGS, device_option, exit_on_had_error
 from had_train import losses
 from had_train.ablate import ABLATION_HOLDOUT_CHUNKS, AblationConfig
+from had_train.embed import EmbedConfig
 from had_train.eval.finetune import EVAL_MODES, EvalConfig
 from had_train.pretrain import PRECISIONS, PretrainConfig
 
@@ -409,3 +410,70 @@ def doctor_cmd(device: str) -> None:
     from had_train.doctor import doctor_lines
 
     click.echo("\n".join(doctor_lines(device)))
+
+
+_EMBED = EmbedConfig(out=Path())
+
+
+@main.command("embed")
+@click.option(
+    "--checkpoint",
+    "checkpoint_path",
+    default=None,
+    help="Pretraining run folder or step folder. [default: the latest run under ./runs]",
+)
+@click.option(
+    "--fasta",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="FASTA (plain, bgzip or gzip; `demo`): each record is one sequence, or with --bed each interval.",
+)
+@click.option(
+    "--bed",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="BED intervals of --fasta to embed, named chrom:start-end (1-based, inclusive).",
+)
+@click.option(
+    "--csv",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="CSV with a `sequence` column (and optionally `name` or `id`).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="X.npy (pooled [N, d] float32 + X.npy.json with names) or X.zarr (pooled, names, lengths, per_base).",
+)
+@click.option(
+    "--per-base",
+    is_flag=True,
+    help="Also write per-base features [N, L_max, d] float16, zero-padded (.zarr only).",
+)
+@click.option("--batch-size", type=int, default=_EMBED.batch_size, show_default=True)
+@click.option(
+    "--max-len",
+    type=int,
+    default=None,
+    help="Crop longer sequences around their centre (attention is global: quadratic in length). [default: no crop]",
+)
+@click.option(
+    "--attention-window",
+    type=int,
+    default=None,
+    help="Let the attention block attend within blocks of this many bases (linear cost for long sequences). [default: the checkpoint's]",
+)
+@device_option()
+@exit_on_had_error
+def embed_cmd(checkpoint_path: str | None, **options: Any) -> None:
+    """Write the pretrained student's embeddings of FASTA records, BED intervals or CSV rows:
+    mean-pooled per sequence and, with --per-base, per base; batched, padding-invariant."""
+    from had_train.embed import embed_to_file
+    from had_train.runs import checkpoint_option
+
+    attrs = embed_to_file(checkpoint_option(checkpoint_path), EmbedConfig(**options))
+    click.echo(
+        f"embedded  {attrs['n_sequences']} sequences x {attrs['d_model']} "
+        f"from {attrs['checkpoint']}\nwrote     {options['out']}"
+    )

@@ -44,11 +44,16 @@ def test_only_the_reader_and_writer_import_zarr() -> None:
 
 
 def test_had_train_opens_stores_only_through_its_data_module() -> None:
-    """Stage two reads stores through one module (had_train/data.py) and one reader."""
+    """Stage two reads stores through one module (had_train/data.py) and one reader.
+
+    The one exception: had_train/embed.py writes its output (a plain array group, not a store)
+    through the writer's `ArrayGroupWriter`, so that zarr stays behind the reader and writer."""
+    writes_array_groups = {ROOT / "had_train" / "embed.py"}
     for path, names in _imports("had_train").items():
         if path.name != "data.py":
             assert "had_cache.reader" not in names, path
-            assert "had_cache.writer" not in names, path
+            if path not in writes_array_groups:
+                assert "had_cache.writer" not in names, path
     assert "had_cache.reader" in _imports("had_train")[ROOT / "had_train" / "data.py"]
 
 
