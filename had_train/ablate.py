@@ -156,6 +156,7 @@ def run_ablation(cfg: AblationConfig, progress: bool = True) -> dict[str, Any]:
                     mixers=base.mixers,
                     device=base.device,
                     tsne=False,
+                    baselines=False,  # the `none` arm is the ablation's own baseline
                 )
                 results = evaluate(model_dir, ecfg, eval_dir, progress)
             summary = results["summary"]
@@ -163,7 +164,7 @@ def run_ablation(cfg: AblationConfig, progress: bool = True) -> dict[str, Any]:
                 {
                     "arm": arm,
                     "seed": seed,
-                    **{name: summary[name]["mean"] for name in METRICS},
+                    **{name: summary[name]["mean"] for name in METRICS if name in summary},
                     "folds": len(results["folds"]),
                 }
             )

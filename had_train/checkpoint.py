@@ -98,11 +98,11 @@ def resolve_model_dir(path: Path) -> Path:
 
 
 def check_encoder_loaded(
-    model_dir: Path, loading_info: dict[str, Any], new: str | None = None
+    model_dir: Path, loading_info: dict[str, Any], new: str | tuple[str, ...] | None = None
 ) -> None:
     """Refuse a load in which an encoder weight was missing or re-shaped (`from_pretrained(...,
     output_loading_info=True)`): it would silently start random and report a baseline as if
-    it were pretrained. Only the parameters under the prefix `new` (a fresh head) may be new."""
+    it were pretrained. Only the parameters under the prefix(es) `new` (a fresh head) may be new."""
     missing = sorted(
         k for k in loading_info["missing_keys"] if new is None or not k.startswith(new)
     )

@@ -14,15 +14,26 @@ import click
 from click.core import ParameterSource
 
 from had_common.cli import CONTEXT_SETTINGS, device_option, exit_on_had_error
+from had_common.errors import ConfigError
 from had_train import losses
 from had_train.ablate import ABLATION_HOLDOUT_CHUNKS, AblationConfig
 from had_train.embed import EmbedConfig
 from had_train.eval.finetune import EVAL_MODES, EvalConfig
+from had_train.model.configuration_had import ALLOWED_POOLINGS
 from had_train.pretrain import PRECISIONS, PretrainConfig
 
 _DEFAULTS = PretrainConfig(cache="", out="")
 _EVAL = EvalConfig()
 _ABLATE = AblationConfig(cache="", out="")
+SUITE_ONLY_OPTIONS = {
+    "tasks",
+    "data_dir",
+    "replicates",
+    "patience",
+    "rc_average",
+    "teacher",
+    "teacher_layer",
+}
 F = TypeVar("F", bound=Callable[..., object])
 
 
@@ -292,23 +303,106 @@ def pretrain_cmd(
     default=None,
     help="Let the attention block attend within blocks of this many bases: linear cost for long sequences, identical for shorter ones; not in the paper. [default: global attention]",
 )
+@click.option(
+    "--pooling",
+    type=click.Choice(ALLOWED_POOLINGS),
+    default=_EVAL.pooling,
+    show_default=True,
+    help="How the head pools per-base features: mean over the sequence, the centre base (tasks centred on what they label, e.g. splice sites), or learned attention weights.",
+)
 @click.option("--no-tsne", is_flag=True, help="Skip the t-SNE figure.")
 @device_option()
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
     default=None,
-    help="Folder for results.json and tsne.png. [default: <run>/eval-<task>, runs/baseline/eval-<task> for --checkpoint none]",
+    help="Folder for results.json and tsne.png. [default: <run>/eval-<task>, runs/baseline/eval-<task> for --checkpoint none; with --tasks: <run>/bench-<tasks>]",
 )
+@click.option(
+    "--tasks",
+    default=None,
+    help="Run benchmark tasks under their published protocols, with baselines: all, nt, nt-revised, gb, or comma-separated names (H3K4me3, gb/human_nontata_promoters, a CSV path...). See --list-tasks.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder holding the benchmark datasets as `hf download` / genomic-benchmarks leave them (see docs/evaluation.md).",
+)
+@click.option("--list-tasks", is_flag=True, help="Print the task registry and exit.")
+@click.option(
+    "--replicates",
+    type=int,
+    default=None,
+    help="With --tasks: replicates per task. [default: the protocol's, 10 seeds / 5 seeds / 10 folds]",
+)
+@click.option(
+    "--patience",
+    type=int,
+    default=None,
+    help="With --tasks: epochs without validation improvement before early stopping. [default: the protocol's]",
+)
+@click.option(
+    "--rc-average",
+    is_flag=True,
+    help="With --tasks: average each test sequence's predictions with its reverse complement's (off: it hurts splice tasks in published ablations).",
+)
+@click.option(
+    "--teacher",
+    default=None,
+    help="With --tasks: teacher (hub id, folder or `demo`) whose mean-pooled features are probed as a baseline. [default: not run]",
+)
+@click.option(
+    "--teacher-layer",
+    type=int,
+    default=-1,
+    show_default=True,
+    help="With --teacher: hidden_states index of the probed features (-1 = final layer).",
+)
+@click.pass_context
 @exit_on_had_error
-def eval_cmd(checkpoint_path: str | None, out: Path | None, no_tsne: bool, **options: Any) -> None:
+def eval_cmd(
+    ctx: click.Context,
+    checkpoint_path: str | None,
+    out: Path | None,
+    no_tsne: bool,
+    list_tasks: bool,
+    **options: Any,
+) -> None:
     """Fine-tune the student with a classification head on a labelled set; print accuracy, MCC
-    and macro-F1, write results.json and a t-SNE PNG of the test-set embeddings."""
+    and macro-F1, write results.json and a t-SNE PNG of the test-set embeddings.
+
+    With --tasks: every selected benchmark task under its published protocol (splits, seeds,
+    early stopping), the student beside a random-init copy of itself, a k-mer logistic
+    regression and (with --teacher) the teacher's features, and the published numbers."""
     from had_train.eval.finetune import evaluate
     from had_train.eval.report import format_table
     from had_train.runs import checkpoint_option, default_eval_dir
 
+    if list_tasks:
+        from had_train.eval.registry import format_task_list
+
+        click.echo(format_task_list())
+        return
+    given = {n for n in options if ctx.get_parameter_source(n) is not ParameterSource.DEFAULT}
     model_dir = checkpoint_option(checkpoint_path)
+    if options["tasks"] is not None:
+        from had_train.eval.suite import run_suite, suite_config_from_options
+        from had_train.runs import default_bench_dir
+
+        cfg = suite_config_from_options(given, tsne=not no_tsne, **options)
+        out = out or default_bench_dir(model_dir, cfg.tasks)
+        run_suite(model_dir, cfg, out, echo=click.echo)
+        click.echo((out / "results.md").read_text())
+        click.echo(f"results  {out / 'results.json'} (tables: results.md, results.csv)")
+        return
+    suite_only = given & SUITE_ONLY_OPTIONS
+    if suite_only:
+        raise ConfigError(
+            f"--{sorted(suite_only)[0].replace('_', '-')} applies to --tasks runs; add --tasks"
+        )
+    for name in SUITE_ONLY_OPTIONS:
+        options.pop(name)
     out = out or default_eval_dir(model_dir, options["task"])
     results = evaluate(model_dir, EvalConfig(tsne=not no_tsne, **options), out)
     click.echo(format_table(results))

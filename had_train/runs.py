@@ -5,6 +5,7 @@
     had-train pretrain --cache hg38.had.zarr   -> runs/hg38/
     had-train eval                             -> the newest run under ./runs -> runs/hg38/eval-splice/
     had-train eval --checkpoint none           -> runs/baseline/eval-splice/
+    had-train eval --tasks nt                  -> runs/hg38/bench-nt/
     had-train ablate --cache hg38.had.zarr     -> runs/ablate-hg38/
 """
 
@@ -66,3 +67,11 @@ def default_eval_dir(model_dir: Path | None, task: str) -> Path:
     if model_dir is not None and model_dir.is_dir():
         base = model_dir.parent if (model_dir / checkpoint.MARKER).exists() else model_dir
     return base / f"eval-{task_label(task)}"
+
+
+def default_bench_dir(model_dir: Path | None, tasks: str) -> Path:
+    """<run>/bench-<tasks> (a benchmark run); runs/baseline/bench-<tasks> without a checkpoint."""
+    label = "+".join(task_label(t.strip()).replace("/", "_") for t in tasks.split(",") if t.strip())
+    if len(label) > 60:
+        label = label[:60].rstrip("+_") + "+more"
+    return default_eval_dir(model_dir, "x").with_name(f"bench-{label or 'tasks'}")

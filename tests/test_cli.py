@@ -126,6 +126,22 @@ def assert_one_line_error(result, message: str) -> None:  # noqa: ANN001 - click
         (had_train, ["eval", "--checkpoint", "nowhere"], "checkpoint not found"),
         (had_train, ["eval"], "no pretraining run with a checkpoint under ./runs"),
         (had_train, ["ablate", "--cache", "x.zarr", "--seeds", "1,b"], "--seeds takes"),
+        (
+            had_train,
+            ["eval", "--checkpoint", "none", "--tasks", "nt/H3", "--data-dir", "."],
+            "hf download InstaDeepAI/nucleotide_transformer_downstream_tasks",
+        ),
+        (
+            had_train,
+            ["eval", "--checkpoint", "none", "--tasks", "H3K36me3"],
+            "nt/H3K36me3, nt-revised/H3K36me3",
+        ),
+        (
+            had_train,
+            ["eval", "--checkpoint", "none", "--tasks", "splice", "--seed", "3"],
+            "--seed applies to single-task runs",
+        ),
+        (had_train, ["eval", "--checkpoint", "none", "--teacher", "demo"], "add --tasks"),
         (had_train, ["export", "nowhere", "--out", "exported"], "checkpoint not found"),
     ],
 )

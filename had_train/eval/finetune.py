@@ -21,7 +21,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from had_train.eval.metrics import classification_metrics, summarize
 from had_train.eval.report import plot_tsne, random_init_label
 from had_train.eval.tasks import LabelledSet, load_task
 from had_train.model import HadStudentConfig, HadStudentForSequenceClassification, parse_mixers
+from had_train.model.configuration_had import ALLOWED_POOLINGS
 from had_train.optim import optim_groups
 from had_train.schedule import warmup_cosine
 
@@ -53,8 +54,9 @@ log = logging.getLogger(__name__)
 RESULTS_FILE = "results.json"
 TSNE_FILE = "tsne.png"
 MIN_TSNE_POINTS = 4
-HEAD_PREFIX = "classifier."
-"""The fine-tuning head's parameters: the only ones a pretraining checkpoint may lack."""
+HEAD_PREFIX = ("classifier.", "pooler.")
+"""The fine-tuning head's parameters (the linear head and, with attention pooling, its
+scorer): the only ones a pretraining checkpoint may lack."""
 EVAL_MODES = ("finetune", "linear")
 
 
@@ -69,6 +71,9 @@ class EvalConfig:
     `mixers` replaces the preset's stack (random init only). `attention_window` overrides the
     architecture's (checkpoint's or preset's) attention window:
     the same weights attend within blocks of that many bases, at linear cost for long inputs.
+    `baselines` scores, on the same splits, the checkpoint's architecture from random weights
+    (fine-tuned alike) and two logistic regressions (k-mer frequencies; one-hot bases by
+    position), so a student number is never printed alone.
     """
 
     task: str = "splice"
@@ -88,11 +93,17 @@ class EvalConfig:
     mode: str = EVAL_MODES[0]
     attention_window: int | None = None
     mixers: str | None = None
+    pooling: str = "mean"
+    baselines: bool = True
 
     def validate(self) -> None:
         """Reject options that cannot work, before any data is read or model built."""
         if self.attention_window is not None and self.attention_window < 1:
             raise ConfigError(f"attention_window must be >= 1, got {self.attention_window}")
+        if self.pooling not in ALLOWED_POOLINGS:
+            raise ConfigError(
+                f"pooling must be one of {', '.join(ALLOWED_POOLINGS)}, got {self.pooling!r}"
+            )
         if self.folds < 0 or self.folds == 1:
             raise ConfigError(f"folds must be 0 (one split) or >= 2, got {self.folds}")
         if self.folds == 0 and not 0.0 < self.test_frac < 1.0:
@@ -176,13 +187,22 @@ def epoch_order(n: int, seed: int, fold: int, epoch: int) -> np.ndarray:
 
 
 def build_model(
-    model_dir: Path | None, data: LabelledSet, cfg: EvalConfig, seed: int
+    model_dir: Path | None,
+    data: LabelledSet,
+    cfg: EvalConfig,
+    seed: int,
+    random_weights: bool = False,
 ) -> HadStudentForSequenceClassification:
-    """A fresh classifier: the checkpoint's encoder and a new head, or all random (baseline)."""
+    """A fresh classifier: the checkpoint's encoder and a new head, or all random (baseline).
+
+    `random_weights` keeps the checkpoint's architecture but not its weights: the
+    no-pretraining baseline of exactly the model that was pretrained.
+    """
     labels = {
         "num_labels": data.num_classes,
         "id2label": dict(enumerate(data.class_names)),
         "label2id": {name: i for i, name in enumerate(data.class_names)},
+        "classifier_pooling": cfg.pooling,
     }
     if cfg.attention_window is not None:
         labels["attention_window"] = cfg.attention_window
@@ -198,6 +218,12 @@ def build_model(
         raise ConfigError(
             f"--mixers applies to --checkpoint none; {model_dir} has its own architecture"
         )
+    if random_weights:
+        try:
+            config = HadStudentConfig.from_pretrained(model_dir, **labels)
+        except OSError as err:
+            raise CheckpointError(f"{model_dir}: cannot read the student's config: {err}") from err
+        return HadStudentForSequenceClassification(config)
     try:
         model, info = HadStudentForSequenceClassification.from_pretrained(
             model_dir, output_loading_info=True, **labels
@@ -206,6 +232,16 @@ def build_model(
         raise CheckpointError(f"{model_dir}: cannot load the student from it: {err}") from err
     check_encoder_loaded(model_dir, info, new=HEAD_PREFIX)
     return model
+
+
+@dataclass
+class FitResult:
+    """What one fine-tuning run did: its loss, how many epochs ran, and the validation curve."""
+
+    final_train_loss: float
+    epochs_run: int
+    best_epoch: int | None = None  # 1-based; None without a validation split
+    curve: list[dict[str, float]] = field(default_factory=list)
 
 
 def train_fold(
@@ -219,8 +255,18 @@ def train_fold(
     device: torch.device,
     desc: str,
     progress: bool = True,
-) -> float:
-    """Fine-tune `model` in place on `train_idx`; returns the mean loss of the last epoch."""
+    val_idx: np.ndarray | None = None,
+    val_metric: str = "mcc",
+    patience: int | None = None,
+    bar: tqdm | None = None,
+) -> FitResult:
+    """Fine-tune `model` in place on `train_idx`.
+
+    With `val_idx`, the model is scored on it (`val_metric`) after every epoch, the best
+    epoch's weights are restored at the end, and training stops once `patience` epochs have
+    passed without improvement (the published protocols' early stopping). `bar` lets a caller
+    count every run of a task on one progress bar.
+    """
     steps_per_epoch = math.ceil(train_idx.size / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     warmup_steps = max(1, round(cfg.warmup_frac * total_steps)) if cfg.warmup_frac > 0 else 0
@@ -229,10 +275,14 @@ def train_fold(
         optimizer, lambda step: warmup_cosine(step, total_steps, warmup_steps)
     )
     targets = torch.from_numpy(labels)
-    model.train()
-    epoch_loss = float("nan")
-    with tqdm(total=total_steps, desc=desc, unit="step", disable=not progress) as bar:
+    result = FitResult(final_train_loss=float("nan"), epochs_run=0)
+    best_score, best_state = -math.inf, None
+    own_bar = bar is None
+    if own_bar:
+        bar = tqdm(total=total_steps, desc=desc, unit="step", disable=not progress)
+    try:
         for epoch in range(cfg.epochs):
+            model.train()
             order = train_idx[epoch_order(train_idx.size, cfg.seed, fold, epoch)]
             loss_sum, seen = 0.0, 0
             for start in range(0, order.size, cfg.batch_size):
@@ -258,8 +308,36 @@ def train_fold(
                 seen += idx.size
                 bar.update(1)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / seen:.4f}", refresh=False)
-            epoch_loss = loss_sum / seen
-    return epoch_loss
+            result.final_train_loss = loss_sum / seen
+            result.epochs_run = epoch + 1
+            point = {"epoch": epoch + 1, "train_loss": result.final_train_loss}
+            if val_idx is not None:
+                preds, _ = infer(model, codes, lengths, val_idx, cfg.batch_size, device)
+                num_classes = int(labels.max()) + 1
+                score = classification_metrics(labels[val_idx], preds, num_classes)[val_metric]
+                point[f"val_{val_metric}"] = float(score)
+                if score > best_score:
+                    best_score, result.best_epoch = score, epoch + 1
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            result.curve.append(point)
+            stale = result.epochs_run - (result.best_epoch or result.epochs_run)
+            if patience is not None and val_idx is not None and stale >= patience:
+                bar.update((cfg.epochs - result.epochs_run) * steps_per_epoch)  # steps not run
+                break
+    finally:
+        if own_bar:
+            bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return result
+
+
+def reverse_complement_padded(codes: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Each row's valid part reverse-complemented in place of itself; padding stays at the end."""
+    out = np.full_like(codes, dna.PAD)
+    for row, n in enumerate(lengths):
+        out[row, :n] = dna.reverse_complement(codes[row, :n])
+    return out
 
 
 @torch.no_grad()
@@ -272,9 +350,15 @@ def infer(
     device: torch.device,
     predict: bool = True,
     embed: bool = False,
+    rc_codes: np.ndarray | None = None,
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(predicted class ids, pooled embeddings) of rows `idx` in eval mode (no dropout); each
-    is None unless asked for. One encoder pass per batch serves both."""
+    is None unless asked for. One encoder pass per batch serves both.
+
+    With `rc_codes` (the rows reverse-complemented, `reverse_complement_padded`), predictions
+    average the class probabilities of each sequence and its reverse complement (test-time
+    RC averaging; embeddings stay those of the forward strand).
+    """
     model.eval()
     preds, feats = [], []
     for start in range(0, idx.size, batch_size):
@@ -282,7 +366,12 @@ def infer(
         input_ids, attention_mask = make_batch(codes, lengths, batch, device)
         pooled = model.embed(input_ids, attention_mask)
         if predict:
-            preds.append(model.classifier(pooled).argmax(dim=-1).cpu().numpy())
+            probs = model.classifier(pooled).float().softmax(dim=-1)
+            if rc_codes is not None:
+                rc_ids, _ = make_batch(rc_codes, lengths, batch, device)
+                rc_logits = model.classifier(model.embed(rc_ids, attention_mask))
+                probs = (probs + rc_logits.float().softmax(dim=-1)) / 2
+            preds.append(probs.argmax(dim=-1).cpu().numpy())
         if embed:
             feats.append(pooled.float().cpu().numpy())
     return (
@@ -358,7 +447,7 @@ def run_fold(
         model = build_model(p.checkpoint, p.data, cfg, seed=cfg.fold_seed(fold)).to(p.device)
         train_loss = train_fold(
             model, p.codes, p.lengths, p.data.labels, train_idx, cfg, fold, p.device, desc, progress
-        )
+        ).final_train_loss
         preds, embeddings = infer(
             model, p.codes, p.lengths, test_idx, cfg.batch_size, p.device, embed=want_tsne
         )
@@ -427,9 +516,73 @@ def evaluate(
             tsne_path = draw_tsne(p, cfg, embeddings, model_info["n_parameters"], out_dir)
         del model  # free the fold's model before the next one is built
     results = results_record(p, cfg, folds, model_info, tsne_path)
+    if cfg.baselines:
+        results["baselines"] = score_baselines(p, cfg, progress)
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_json_atomic(out_dir / RESULTS_FILE, results)
     return results
+
+
+BASELINE_LABELS = {
+    "random-init": "same student, random init",
+    "kmer": "k-mer (3-6) logistic regression",
+    "onehot": "positional one-hot logistic regression",
+}
+
+
+def score_baselines(p: Prepared, cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
+    """The baselines on the splits the student was scored on: {name: {folds, summary}}.
+
+    `random-init` runs only when the student came from a checkpoint (otherwise the student is
+    that baseline); in linear mode it is probed, like the student.
+    """
+    from had_train.eval import baselines
+
+    out: dict[str, Any] = {}
+    if p.checkpoint is not None:
+        frozen = None
+        if cfg.mode == "linear":
+            encoder = build_model(p.checkpoint, p.data, cfg, cfg.fold_seed(0), True).to(p.device)
+            _, frozen = infer(
+                encoder, p.codes, p.lengths, np.arange(len(p.data)), cfg.batch_size, p.device,
+                predict=False, embed=True,
+            )  # fmt: skip
+        folds = []
+        for fold, (train_idx, test_idx) in enumerate(p.splits):
+            if frozen is not None:
+                _, preds = linear_probe(frozen, p.data.labels, train_idx, test_idx, cfg.seed)
+            else:
+                seed = cfg.fold_seed(fold)
+                model = build_model(p.checkpoint, p.data, cfg, seed, random_weights=True)
+                model.to(p.device)
+                desc = f"{p.data.name} random init {fold + 1}/{len(p.splits)}"
+                train_fold(
+                    model, p.codes, p.lengths, p.data.labels, train_idx, cfg, fold, p.device,
+                    desc, progress,
+                )  # fmt: skip
+                preds, _ = infer(model, p.codes, p.lengths, test_idx, cfg.batch_size, p.device)
+            folds.append(
+                {
+                    "fold": fold,
+                    **classification_metrics(p.data.labels[test_idx], preds, p.data.num_classes),
+                }
+            )
+        out["random-init"] = folds
+    seqs = p.data.sequences
+    for name, fit in (
+        ("kmer", baselines.kmer_logreg),
+        ("onehot", baselines.positional_onehot_logreg),
+    ):
+        folds = []
+        for fold, (train_idx, test_idx) in enumerate(p.splits):
+            preds = fit(
+                [seqs[i] for i in train_idx], p.data.labels[train_idx],
+                [seqs[i] for i in test_idx], seed=cfg.seed,
+            )  # fmt: skip
+            metrics = classification_metrics(p.data.labels[test_idx], preds, p.data.num_classes)
+            folds.append({"fold": fold, **metrics})
+        out[name] = folds
+    return {name: {"folds": folds, "summary": summarize(folds)} for name, folds in out.items()}
 
 
 def describe_model(model: HadStudentForSequenceClassification) -> dict[str, Any]:

@@ -88,8 +88,9 @@ PROTOCOLS: dict[str, Protocol] = {
     ),
     # Nature Methods 2024, Fig. 2a: "mean MCC ± 2 × s.d. from the tenfold cross-validation
     # procedure (n = 10 for each point)". Not verified: which examples the folds are drawn from
-    # (training set only, or training + test) and the number of epochs/steps; the runner pools
-    # train + test as the issue asks.
+    # (training set only, or training + test) and the number of epochs/steps. Our reading
+    # (suite.make_replicates): ten folds of the official training set, fold k validates and the
+    # official test split scores every fold, so no published test example is ever trained on.
     "nt-revised": Protocol(
         kind="kfold",
         seeds=1,

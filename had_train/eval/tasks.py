@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import logging
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -17,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from had_common.errors import HadError
+
+log = logging.getLogger(__name__)
 
 SEQUENCE_COLUMN = "sequence"
 LABEL_COLUMN = "label"
@@ -190,8 +193,17 @@ def require_two_classes(where: str, class_names: tuple[str, ...], n_rows: int) -
 
 
 def read_csv(path: Path, name: str) -> LabelledSet:
-    """Read and validate a `sequence,label` CSV (extra columns are ignored)."""
+    """Read and validate a `sequence,label` CSV (extra columns are ignored: the single-task
+    evaluation makes its own splits, and says so when the file has a `split` column)."""
     rows = read_csv_rows(path)
+    if any(r.split for r in rows):
+        log.warning(
+            "%s has a '%s' column; `--task` makes its own stratified splits and ignores it; "
+            "`had-train eval --tasks %s` uses it",
+            path,
+            SPLIT_COLUMN,
+            path,
+        )
     data = labelled_set(
         name, str(path), [r.sequence for r in rows], [r.label for r in rows], class_names=None
     )

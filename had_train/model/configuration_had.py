@@ -8,6 +8,7 @@ from transformers import PretrainedConfig
 
 ALLOWED_MIXERS = ("gdn", "mamba", "attention")
 ALLOWED_DECODERS = ("cross_attention", "linear")
+ALLOWED_POOLINGS = ("mean", "center", "attention")
 # The reconstruction decoder predicts input codes 0..3 (A, C, G, T); codes >= 4 (N, MASK, PAD)
 # are never targets.
 NUM_BASES = 4
@@ -80,6 +81,10 @@ class HadStudentConfig(PretrainedConfig):
             global attention for L <= W, linear in L beyond. Not in the paper; for long inputs.
         initializer_range: std of the normal init of Linear, Conv1d and Embedding weights.
         num_labels: (a standard `PretrainedConfig` keyword) classes of the classification head.
+        classifier_pooling: how the classification head pools the encoder's per-base features:
+            "mean" over valid bases (default), "center" (the middle base: benchmark tasks are
+            often centred on the feature they label, e.g. a splice site), or "attention" (a
+            learned score per base, softmax over valid bases, weighted mean).
     """
 
     model_type = "had_student"
@@ -107,6 +112,7 @@ class HadStudentConfig(PretrainedConfig):
         decoder_heads: int = 4,
         attention_window: int | None = None,
         initializer_range: float = 0.02,
+        classifier_pooling: str = "mean",
         **kwargs: Any,
     ) -> None:
         mixers = list(_PRESETS["paper"]["mixers"] if mixers is None else mixers)
@@ -117,6 +123,11 @@ class HadStudentConfig(PretrainedConfig):
                 )
         if not mixers:
             raise ValueError("mixers must name at least one block")
+        if classifier_pooling not in ALLOWED_POOLINGS:
+            raise ValueError(
+                f"unknown classifier_pooling {classifier_pooling!r}; "
+                f"allowed: {', '.join(ALLOWED_POOLINGS)}"
+            )
         if decoder not in ALLOWED_DECODERS:
             raise ValueError(f"unknown decoder {decoder!r}; allowed: {', '.join(ALLOWED_DECODERS)}")
         if "attention" in mixers and d_model % num_heads:
@@ -151,6 +162,7 @@ class HadStudentConfig(PretrainedConfig):
         self.decoder_heads = decoder_heads
         self.attention_window = attention_window
         self.initializer_range = initializer_range
+        self.classifier_pooling = classifier_pooling
         super().__init__(pad_token_id=pad_token_id, **kwargs)
 
     @classmethod

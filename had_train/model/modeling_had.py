@@ -271,13 +271,33 @@ class HadStudentForSequenceClassification(HadStudentPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.had = HadStudentModel(config)
+        # "attention" pooling scores each base; the scorer is part of the head (new at
+        # fine-tuning, like `classifier`).
+        self.pooler = (
+            nn.Linear(config.d_model, 1) if config.classifier_pooling == "attention" else None
+        )
         self.classifier = nn.Linear(config.d_model, config.num_labels)
         self.post_init()
 
     def embed(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-        """Pooled sequence features [B, d_model] (t-SNE, linear probes)."""
+        """Pooled sequence features [B, d_model] (the head's input; t-SNE, linear probes),
+        pooled as `config.classifier_pooling` says; padding never changes a row's result."""
         hidden = self.had(input_ids, attention_mask).last_hidden_state
-        return self.had.pool(hidden, attention_mask)
+        pooling = self.config.classifier_pooling
+        if pooling == "mean":
+            return self.had.pool(hidden, attention_mask)
+        batch, length, _ = hidden.shape
+        valid = (
+            torch.ones(batch, length, dtype=torch.bool, device=hidden.device)
+            if attention_mask is None
+            else attention_mask.bool()
+        )
+        if pooling == "center":
+            centre = (valid.sum(dim=1) - 1).clamp(min=0) // 2
+            return hidden[torch.arange(batch, device=hidden.device), centre]
+        scores = self.pooler(hidden).squeeze(-1).float().masked_fill(~valid, float("-inf"))
+        weights = scores.softmax(dim=-1).to(hidden.dtype)
+        return torch.einsum("bl,bld->bd", weights, hidden)
 
     def forward(
         self, input_ids: Tensor, attention_mask: Tensor | None = None, labels: Tensor | None = None

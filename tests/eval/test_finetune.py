@@ -253,6 +253,11 @@ def test_evaluate_end_to_end_writes_results_and_tsne(small_csv: Path, tmp_path: 
     assert (out / "tsne.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = format_table(results)
     assert all(word in table for word in ("accuracy", "MCC", "macro-F1", "splice200"))
+    # never a student number alone: the logistic-regression baselines on the same split
+    assert set(saved["baselines"]) == {"kmer", "onehot"}  # the student is the random init
+    for entry in saved["baselines"].values():
+        assert entry["folds"][0]["fold"] == 0 and 0.0 <= entry["summary"]["mcc"]["mean"] <= 1.0
+    assert "k-mer (3-6) logistic regression" in table and "positional one-hot" in table
 
 
 def test_evaluate_from_a_pretraining_run_folder(small_csv: Path, tmp_path: Path) -> None:
@@ -264,6 +269,9 @@ def test_evaluate_from_a_pretraining_run_folder(small_csv: Path, tmp_path: Path)
     results = evaluate(tmp_path / "run", cfg, tmp_path / "eval", progress=False)
     assert results["checkpoint"] == str(step) and results["init"] == "pretrained"
     assert results["model"]["config"]["d_model"] == 32  # from the checkpoint, not cfg.preset
+    # the no-pretraining baseline of the same architecture, fine-tuned on the same split
+    assert list(results["baselines"]) == ["random-init", "kmer", "onehot"]
+    assert "same student, random init" in format_table(results)
     assert results["tsne"] is None and not (tmp_path / "eval" / "tsne.png").exists()
     with pytest.raises(HadError, match="no complete checkpoint"):
         evaluate(tmp_path / "eval", cfg, tmp_path / "eval2", progress=False)

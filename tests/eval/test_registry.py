@@ -177,3 +177,14 @@ def test_published_results_name_registry_tasks_with_their_metric() -> None:
         key = f"{family_of[row['benchmark']]}/{row['task']}"
         assert key in TASKS, key
         assert TASKS[key].metric == row["metric"], key
+
+
+def test_list_tasks_prints_every_task_from_the_command_line() -> None:
+    from click.testing import CliRunner
+
+    from had_train.cli import main
+
+    result = CliRunner().invoke(main, ["eval", "--list-tasks"])
+    assert result.exit_code == 0, result.output
+    for key in ("nt/H3", "nt-revised/H2AFZ", "gb/human_nontata_promoters", "splice"):
+        assert key in result.output
