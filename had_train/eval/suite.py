@@ -34,6 +34,7 @@ import torch
 from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
 from tqdm.auto import tqdm
 
+from had_cache.teacher import AUTO_DTYPE, load_teacher, resolve_dtype
 from had_common.device import AUTO, resolve_device
 from had_common.errors import ConfigError
 from had_common.provenance import provenance
@@ -493,9 +494,7 @@ class TaskRunner:
         if model == KMER:
             return None
         if model == TEACHER:
-            assert self.cfg.teacher is not None
-            feats = self.teacher_features()
-            return feats, 0
+            return self.teacher_features()
         ecfg = self.cfg.eval_config(seed=0, epochs=1)
         net = self.classifier(model, seed=0, ecfg=ecfg)
         _, feats = infer(
@@ -504,25 +503,37 @@ class TaskRunner:
         )  # fmt: skip
         return feats, count_parameters(net)
 
-    def teacher_features(self) -> np.ndarray:
-        """The teacher's pooled features of every sequence, computed once per task and kept."""
+    def teacher_features(self) -> tuple[np.ndarray, int]:
+        """The teacher's pooled features of every sequence and its encoder's size, computed
+        once per task and kept beside the results (a rerun does not load the teacher)."""
         path = self.out_dir / task_dir_name(self.task.key) / TEACHER / "features.npy"
         key = self.fingerprint(TEACHER)
-        meta = path.with_suffix(".json")
-        if path.is_file() and meta.is_file() and json.loads(meta.read_text()).get("key") == key:
-            return np.load(path)
+        meta_path = path.with_suffix(".json")
+        if path.is_file() and meta_path.is_file():
+            meta = json.loads(meta_path.read_text())
+            if meta.get("key") == key:
+                return np.load(path), meta["n_parameters"]
         assert self.cfg.teacher is not None
-        feats = baselines.teacher_embeddings(
+        teacher = load_teacher(
             self.cfg.teacher,
+            self.device,
+            resolve_dtype(AUTO_DTYPE, self.device),
+            (self.cfg.teacher_layer,),
+        )
+        feats = baselines.teacher_embeddings(
+            teacher,
             list(self.task.data.sequences),
             layer=self.cfg.teacher_layer,
-            device=self.cfg.device,
             batch_size=self.cfg.batch_size,
+            max_len=self.cfg.max_len,
+            progress=self.progress,
         )
+        n_parameters = count_parameters(teacher.model.base_model)
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, feats)
-        meta.write_text(json.dumps({"key": key, "teacher": self.cfg.teacher}) + "\n")
-        return feats
+        meta = {"key": key, "teacher": self.cfg.teacher, "n_parameters": n_parameters}
+        meta_path.write_text(json.dumps(meta) + "\n")
+        return feats, n_parameters
 
     def probe(self, frozen: tuple[np.ndarray, int] | None, rep: Replicate) -> dict[str, Any]:
         """Logistic regression on frozen features (or k-mer counts) of the fit rows."""

@@ -243,3 +243,20 @@ def test_every_pooling_is_padding_invariant(pooling: str) -> None:
         with torch.no_grad():
             hidden = model.had(ids, mask).last_hidden_state
         assert torch.allclose(torch.from_numpy(batched[0]), hidden[0, 8], atol=1e-6)
+
+
+def test_the_teacher_baseline_probes_its_features_once_per_task(
+    split_csv: Path, tiny_teacher: Path, tmp_path: Path
+) -> None:
+    cfg = SuiteConfig(
+        tasks=str(split_csv), replicates=2, batch_size=16, teacher=str(tiny_teacher), mode="linear"
+    )
+    record = run_suite(None, cfg, tmp_path / "b", progress=False, echo=lambda _: None)
+    models = record["tasks"]["gc"]["models"]
+    assert list(models) == ["student", "teacher", "kmer"]  # no checkpoint: student = random init
+    teacher = models["teacher"]["replicates"]
+    assert [r["replicate"] for r in teacher] == [0, 1] and teacher[0]["n_parameters"] > 0
+    feats = np.load(tmp_path / "b" / "gc" / "teacher" / "features.npy")
+    assert feats.shape[0] == 104  # every train and test sequence, embedded once
+    assert "teacher probe" in (tmp_path / "b" / "results.md").read_text()
+    assert "student (random init)" in (tmp_path / "b" / "results.md").read_text()
