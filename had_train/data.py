@@ -136,6 +136,22 @@ class PretrainBatches:
         per_rank = self.batch_size // world_size
         return self.records(ids[rank * per_rank : (rank + 1) * per_rank])
 
+    def training_windows(self, limit: int) -> tuple[np.ndarray, np.ndarray]:
+        """(seq, mask) of up to `limit` training records (whole chunks spread evenly over the
+        training region, never a held-out one): the fitting data of DNA-only baselines."""
+        n_chunks = self.attrs.n_chunks - self.holdout_chunks
+        per_chunk = self.attrs.chunk_records
+        take = max(1, min(n_chunks, -(-limit // per_chunk)))
+        chosen = np.unique(np.linspace(0, n_chunks - 1, take).round().astype(int))
+        parts = [self.reader.read_windows(self.attrs.chunk_slice(int(c))) for c in chosen]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def held_out_windows(self) -> tuple[np.ndarray, np.ndarray]:
+        """(seq, mask) of the held-out records."""
+        if not len(self.held_out):
+            raise ConfigError("no held-out records: pass --holdout-chunks K")
+        return self.reader.read_windows(slice(int(self.held_out[0]), int(self.held_out[-1]) + 1))
+
     def records(self, ids: np.ndarray) -> Batch:
         """A batch of the given record ids (training steps, or held-out records)."""
         block = self.reader.take(ids, read_chunk=self._chunk)

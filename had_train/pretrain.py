@@ -31,6 +31,7 @@ from had_common.errors import ConfigError, HadError
 from had_common.provenance import provenance
 from had_common.versions import check_readable
 from had_train import checkpoint, losses
+from had_train.context_model import MAX_K, ContextCounts
 from had_train.data import Batch, PretrainBatches
 from had_train.model import (
     HadStudentConfig,
@@ -408,7 +409,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
         tqdm.write(
             f"held out: {report['records']} records, alignment cosine "
             f"{report['alignment_cosine']:.4f}, reconstruction accuracy "
-            f"{report['reconstruction_accuracy']:.4f}"
+            f"{report['reconstruction_accuracy']:.4f} (context-count baseline "
+            f"{report['context_baseline']['best_accuracy']:.4f}, "
+            f"k = {report['context_baseline']['best_k']})"
         )
     return s.latest
 
@@ -451,4 +454,31 @@ def held_out_metrics(
         "alignment_mse": mse_sum / n_tokens,
         "alignment_r2": 1.0 - mse_sum * width / total_var,
         "reconstruction_accuracy": correct / n_bases,
+        "context_baseline": context_baseline(data),
+    }
+
+
+CONTEXT_FIT_RECORDS = 20_000
+"""Training records the context-count baseline is fitted on (whole chunks, spread evenly)."""
+
+
+def context_baseline(data: PretrainBatches) -> dict[str, Any]:
+    """Masked-base accuracy of context-count models (k = 0..4 bases either side of a hidden
+    group, `context_model.ContextCounts`) fitted on training records and scored on the
+    held-out ones: the accuracy a student's reconstruction must beat to have learnt more than
+    local base statistics. `best` is the best k on the held-out records (generous to it)."""
+    seq, mask = data.training_windows(CONTEXT_FIT_RECORDS)
+    model = ContextCounts(MAX_K).fit(seq, mask)
+    held_seq, held_mask = data.held_out_windows()
+    by_k = {}
+    for k in range(MAX_K + 1):
+        sub = ContextCounts(k)
+        sub.counts = model.counts[: k + 1]
+        by_k[str(k)] = sub.accuracy(held_seq, held_mask)[0]
+    best = max(by_k, key=by_k.get)
+    return {
+        "accuracy_by_k": by_k,
+        "best_k": int(best),
+        "best_accuracy": by_k[best],
+        "fit_records": int(seq.shape[0]),
     }

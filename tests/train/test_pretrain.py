@@ -13,9 +13,17 @@ import torch
 
 from had_common.errors import ConfigError
 from had_train import checkpoint
+from had_train.context_model import ContextCounts
 from had_train.data import PretrainBatches, epoch_order
 from had_train.model import HadStudentForPretraining
-from had_train.pretrain import PretrainConfig, RunError, build_model, lr_at, pretrain
+from had_train.pretrain import (
+    CONTEXT_FIT_RECORDS,
+    PretrainConfig,
+    RunError,
+    build_model,
+    lr_at,
+    pretrain,
+)
 from tests.conftest import extract_store
 
 
@@ -83,6 +91,12 @@ def test_objectives_and_held_out_chunks(store: Path, tmp_path: Path) -> None:
         assert any(not torch.equal(v, init[n]) for n, v in weights.items() if n.startswith(moved))
         report = json.loads((run / "held_out.json").read_text())
         assert report["records"] == len(data.held_out) and report["teacher_layer"] == 2
+        context = report.pop("context_baseline")  # the DNA-only floor, fitted on training records
+        seq, mask = data.training_windows(CONTEXT_FIT_RECORDS)
+        assert context["fit_records"] == seq.shape[0] == data.attrs.n_records - len(data.held_out)
+        held = ContextCounts(context["best_k"]).fit(seq, mask).accuracy(*data.held_out_windows())
+        assert context["best_accuracy"] == pytest.approx(held[0])
+        assert context["best_accuracy"] == max(context["accuracy_by_k"].values())
         assert report == pytest.approx(
             _held_out_by_hand(HadStudentForPretraining.from_pretrained(final), data), rel=1e-5
         )
