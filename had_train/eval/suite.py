@@ -10,7 +10,9 @@ then trained and scored on every replicate:
   validation split by the task's headline metric;
 - `random-init`: the same architecture from random weights, same recipe: what pretraining adds;
 - `teacher`: the teacher's mean-pooled features of the chosen layer, logistic regression;
-- `kmer`: k-mer (k = 3..6) frequencies, logistic regression: what needs no deep model at all.
+- `kmer`: k-mer (k = 3..6) frequencies, logistic regression: what composition alone gives;
+- `onehot`: the base at each position, logistic regression (C by inner cross-validation):
+  strong on short aligned tasks (splice sites), what needs no deep model at all.
 
 Every (task, model, replicate) result is written as soon as it exists and reused by a rerun with
 the same settings, so a killed run loses at most the run in flight. `report.py`-style views of
@@ -62,8 +64,9 @@ from had_train.model import count_parameters
 
 log = logging.getLogger(__name__)
 
-STUDENT, RANDOM_INIT, TEACHER, KMER = "student", "random-init", "teacher", "kmer"
-MODELS = (STUDENT, RANDOM_INIT, TEACHER, KMER)
+STUDENT, RANDOM_INIT, TEACHER = "student", "random-init", "teacher"
+KMER, ONEHOT = "kmer", "onehot"
+MODELS = (STUDENT, RANDOM_INIT, TEACHER, KMER, ONEHOT)
 """Table order: ours first, then the baselines every student number is printed beside."""
 FINETUNED = (STUDENT, RANDOM_INIT)
 CSV_PROTOCOL = "builtin"
@@ -346,7 +349,7 @@ class TaskRunner:
         chosen = [STUDENT] + ([RANDOM_INIT] if self.checkpoint is not None else [])
         if self.cfg.teacher is not None:
             chosen.append(TEACHER)
-        return chosen + [KMER]
+        return chosen + [KMER, ONEHOT]
 
     @property
     def max_epochs(self) -> int:
@@ -425,7 +428,7 @@ class TaskRunner:
                         else:
                             if frozen is None:
                                 frozen = self.frozen_features(model)
-                            record = self.probe(frozen, rep)
+                            record = self.probe(model, frozen, rep)
                         record.update(
                             model=model,
                             replicate=rep.index,
@@ -491,7 +494,7 @@ class TaskRunner:
     def frozen_features(self, model: str) -> tuple[np.ndarray, int] | None:
         """Features every replicate's probe reads: (matrix, model size), or None for k-mers."""
         everything = np.arange(len(self.task.data))
-        if model == KMER:
+        if model in (KMER, ONEHOT):
             return None
         if model == TEACHER:
             return self.teacher_features()
@@ -535,12 +538,15 @@ class TaskRunner:
         meta_path.write_text(json.dumps(meta) + "\n")
         return feats, n_parameters
 
-    def probe(self, frozen: tuple[np.ndarray, int] | None, rep: Replicate) -> dict[str, Any]:
-        """Logistic regression on frozen features (or k-mer counts) of the fit rows."""
+    def probe(
+        self, model: str, frozen: tuple[np.ndarray, int] | None, rep: Replicate
+    ) -> dict[str, Any]:
+        """Logistic regression on frozen features (or on k-mers / one-hot bases) of fit rows."""
         labels = self.task.data.labels
         if frozen is None:
             seqs = self.task.data.sequences
-            preds = baselines.kmer_logreg(
+            fit = baselines.kmer_logreg if model == KMER else baselines.positional_onehot_logreg
+            preds = fit(
                 [seqs[i] for i in rep.fit], labels[rep.fit], [seqs[i] for i in rep.test],
                 seed=rep.index,
             )  # fmt: skip

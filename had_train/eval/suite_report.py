@@ -25,6 +25,7 @@ MODEL_LABELS = {
     "random-init": "random init",
     "teacher": "teacher probe",
     "kmer": "k-mer LR",
+    "onehot": "one-hot LR",
 }
 FAMILY_TITLES = {
     "nt": "Nucleotide Transformer benchmark (original 18 tasks)",

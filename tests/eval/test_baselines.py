@@ -77,8 +77,9 @@ def test_positional_onehot_centres_crops_and_zeroes_n() -> None:
 
 
 def test_positional_onehot_reproduces_the_splice_reference() -> None:
-    """UCI splice, stratified 5-fold (seed 0): 0.940 measured (multinomial logistic
-    regression, C = 1); ~1 s with one BLAS thread."""
+    """UCI splice, stratified 5-fold (seed 0): 0.958 measured with C chosen by inner
+    cross-validation (the default; 0.940 at a fixed C = 1), the 0.946 ± 0.005 reference within
+    its spread; a few seconds with one BLAS thread."""
     data = load_task("splice")
     seqs = np.array(data.sequences, dtype=object)
     accs = []
@@ -86,7 +87,7 @@ def test_positional_onehot_reproduces_the_splice_reference() -> None:
     for train, test in folds.split(np.zeros(len(data)), data.labels):
         preds = positional_onehot_logreg(list(seqs[train]), data.labels[train], list(seqs[test]), 0)
         accs.append((preds == data.labels[test]).mean())
-    assert 0.935 <= np.mean(accs) <= 0.955, accs
+    assert 0.945 <= np.mean(accs) <= 0.965, accs
 
 
 # --- the teacher ---------------------------------------------------------------------------

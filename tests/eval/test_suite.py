@@ -159,11 +159,11 @@ def test_suite_runs_every_model_on_the_same_splits_resumes_and_writes_the_table(
     cfg = SuiteConfig(tasks=str(split_csv), replicates=2, max_epochs=2, batch_size=16, lr=3e-3)
     lines: list[str] = []
     record = run_suite(tiny_run, cfg, out, progress=False, echo=lines.append)
-    assert lines and lines[0].startswith("plan: 1 task(s), 6 runs")
+    assert lines and lines[0].startswith("plan: 1 task(s), 8 runs")
 
     task = record["tasks"]["gc"]
     assert task["official_test_split"] and task["n_train"] == 80 and task["n_test"] == 24
-    assert list(task["models"]) == ["student", "random-init", "kmer"]
+    assert list(task["models"]) == ["student", "random-init", "kmer", "onehot"]
     for model, entry in task["models"].items():
         reps = entry["replicates"]
         assert [r["replicate"] for r in reps] == [0, 1]
@@ -253,7 +253,7 @@ def test_the_teacher_baseline_probes_its_features_once_per_task(
     )
     record = run_suite(None, cfg, tmp_path / "b", progress=False, echo=lambda _: None)
     models = record["tasks"]["gc"]["models"]
-    assert list(models) == ["student", "teacher", "kmer"]  # no checkpoint: student = random init
+    assert list(models) == ["student", "teacher", "kmer", "onehot"]  # no checkpoint: student = random init
     teacher = models["teacher"]["replicates"]
     assert [r["replicate"] for r in teacher] == [0, 1] and teacher[0]["n_parameters"] > 0
     feats = np.load(tmp_path / "b" / "gc" / "teacher" / "features.npy")
