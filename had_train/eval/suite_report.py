@@ -171,7 +171,24 @@ def markdown(record: dict[str, Any]) -> str:
     ]
     for family in families:
         parts += family_table(record, family) + [""]
+    if len(families) > 1:
+        parts += overall_table(record) + [""]
     return "\n".join(parts)
+
+
+def overall_table(record: dict[str, Any]) -> list[str]:
+    """Each of our models' mean headline metric over every task it ran (all families)."""
+    lines = [
+        "### Overall",
+        "",
+        "| model | tasks | mean of the headline metrics |",
+        "|---|---:|---:|",
+    ]
+    models = list(dict.fromkeys(m for t in record["tasks"].values() for m in t["models"]))
+    for model in models:
+        values = [o[0] for t in record["tasks"].values() if (o := _ours(t, model)) is not None]
+        lines.append(f"| {model_label(record, model)} | {len(values)} | {np.mean(values):.4f} |")
+    return lines
 
 
 def bar_chart(record: dict[str, Any], family: str, path: Path) -> Path:

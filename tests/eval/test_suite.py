@@ -217,6 +217,11 @@ def test_the_table_puts_published_numbers_and_family_means_beside_ours() -> None
     assert "NTv2-500M" in md and "Caduceus (arXiv 2403.03234)" in md
     assert "| **mean of 2** | | **0.6000** | **0.6000** |" in md
     assert "| parameters | | 1,234 | – |" in md
+    assert "### Overall" not in md  # one family: its mean is the overall one
+    record["tasks"]["gb/human_nontata_promoters"] = {**task(0.9), "family": "gb"}
+    overall = suite_report.markdown(record)
+    assert "### Genomic Benchmarks" in overall and "| student (ours) | 3 | 0.7000 |" in overall
+    del record["tasks"]["gb/human_nontata_promoters"]
     rows = suite_report.table_rows(record)
     published = [r for r in rows if r["kind"] == "published" and r["task"] == "nt/H3"]
     assert {r["model"] for r in published} >= {"NTv2-500M", "HyenaDNA"}
@@ -253,7 +258,12 @@ def test_the_teacher_baseline_probes_its_features_once_per_task(
     )
     record = run_suite(None, cfg, tmp_path / "b", progress=False, echo=lambda _: None)
     models = record["tasks"]["gc"]["models"]
-    assert list(models) == ["student", "teacher", "kmer", "onehot"]  # no checkpoint: student = random init
+    assert list(models) == [
+        "student",
+        "teacher",
+        "kmer",
+        "onehot",
+    ]  # no checkpoint: student = random init
     teacher = models["teacher"]["replicates"]
     assert [r["replicate"] for r in teacher] == [0, 1] and teacher[0]["n_parameters"] > 0
     feats = np.load(tmp_path / "b" / "gc" / "teacher" / "features.npy")
