@@ -260,3 +260,25 @@ def load_teacher(
     # ESM counts two extra position slots (NTv2: 2,050 -> at most 2,048 tokens with <cls>).
     max_tokens = int(getattr(config, "max_position_embeddings", 1 << 30)) - 2
     return Teacher(model=model, info=info, device=device, max_tokens=max_tokens)
+
+
+def teacher_parameter_count(
+    name: str, revision: str | None = None, trust_remote_code: bool = True
+) -> int:
+    """Parameters of a teacher's encoder from its config alone (built on the meta device, no
+    weights read): to decide what a machine can afford before loading anything."""
+    from transformers import AutoConfig, AutoModel
+
+    source = str(DEMO_TEACHER_DIR) if name == DEMO_TEACHER else name
+    try:
+        config = AutoConfig.from_pretrained(
+            source,
+            revision=revision,
+            trust_remote_code=trust_remote_code,
+            local_files_only=not hub_reachable() if not Path(source).is_dir() else True,
+        )
+        with torch.device("meta"):
+            model = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise TeacherError(f"cannot read the teacher {name!r}'s config: {err}") from err
+    return sum(p.numel() for p in model.parameters())

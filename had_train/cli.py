@@ -33,6 +33,7 @@ SUITE_ONLY_OPTIONS = {
     "rc_average",
     "teacher",
     "teacher_layer",
+    "teacher_finetune",
 }
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -358,6 +359,11 @@ def pretrain_cmd(
     default=-1,
     show_default=True,
     help="With --teacher: hidden_states index of the probed features (-1 = final layer).",
+)
+@click.option(
+    "--teacher-finetune/--no-teacher-finetune",
+    default=None,
+    help="With --teacher: also fine-tune the teacher itself (a head on those features), same recipe. [default: when it fits the device: up to 20M parameters on a CPU, half the memory on a GPU]",
 )
 @click.pass_context
 @exit_on_had_error

@@ -10,6 +10,8 @@ then trained and scored on every replicate:
   validation split by the task's headline metric;
 - `random-init`: the same architecture from random weights, same recipe: what pretraining adds;
 - `teacher`: the teacher's mean-pooled features of the chosen layer, logistic regression;
+- `teacher-ft`: the teacher itself fine-tuned with a head on those features, same recipe, when
+  it is small enough for the device (`teacher_classifier.fits_for_finetuning`);
 - `kmer`: k-mer (k = 3..6) frequencies, logistic regression: what composition alone gives;
 - `onehot`: the base at each position, logistic regression (C by inner cross-validation):
   strong on short aligned tasks (splice sites), what needs no deep model at all.
@@ -36,7 +38,7 @@ import torch
 from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
 from tqdm.auto import tqdm
 
-from had_cache.teacher import AUTO_DTYPE, load_teacher, resolve_dtype
+from had_cache.teacher import AUTO_DTYPE, load_teacher, resolve_dtype, teacher_parameter_count
 from had_common.device import AUTO, resolve_device
 from had_common.errors import ConfigError
 from had_common.provenance import provenance
@@ -60,15 +62,20 @@ from had_train.eval.metrics import classification_metrics, summarize
 from had_train.eval.registry import PROTOCOLS, Protocol, TaskSpec, select_tasks
 from had_train.eval.report import plot_tsne_panels
 from had_train.eval.tasks import LabelledSet
+from had_train.eval.teacher_classifier import (
+    TeacherClassifier,
+    fits_for_finetuning,
+    tokenize_padded,
+)
 from had_train.model import count_parameters
 
 log = logging.getLogger(__name__)
 
-STUDENT, RANDOM_INIT, TEACHER = "student", "random-init", "teacher"
+STUDENT, RANDOM_INIT, TEACHER, TEACHER_FT = "student", "random-init", "teacher", "teacher-ft"
 KMER, ONEHOT = "kmer", "onehot"
-MODELS = (STUDENT, RANDOM_INIT, TEACHER, KMER, ONEHOT)
+MODELS = (STUDENT, RANDOM_INIT, TEACHER, TEACHER_FT, KMER, ONEHOT)
 """Table order: ours first, then the baselines every student number is printed beside."""
-FINETUNED = (STUDENT, RANDOM_INIT)
+FINETUNED = (STUDENT, RANDOM_INIT, TEACHER_FT)
 CSV_PROTOCOL = "builtin"
 """Protocol of a task that is not in the registry (a user's CSV): as the built-in task's."""
 DEFAULT_METRIC = "mcc"
@@ -84,7 +91,8 @@ class SuiteConfig:
     """Options of a benchmark run; everything that shapes a number is in `fingerprint`.
 
     `replicates`, `max_epochs` and `patience` override the protocol's (None = published).
-    `teacher` is the teacher whose features are probed (None: that baseline is not run).
+    `teacher` is the teacher whose features are probed (None: that baseline is not run);
+    `teacher_finetune` fine-tunes it too (None: when it fits the device).
     """
 
     tasks: str = "all"
@@ -103,6 +111,7 @@ class SuiteConfig:
     rc_average: bool = False
     teacher: str | None = None
     teacher_layer: int = -1
+    teacher_finetune: bool | None = None
     device: str = AUTO
     tsne: bool = True
     preset: str = EvalConfig.preset
@@ -172,6 +181,7 @@ def suite_config_from_options(given: set[str], tsne: bool, **options: Any) -> Su
         rc_average=options["rc_average"],
         teacher=options["teacher"],
         teacher_layer=options["teacher_layer"],
+        teacher_finetune=options["teacher_finetune"],
         device=options["device"],
         tsne=tsne,
         preset=options["preset"],
@@ -326,6 +336,8 @@ class TaskRunner:
     codes: np.ndarray | None = None
     lengths: np.ndarray | None = None
     rc_codes: np.ndarray | None = None
+    teacher_finetune: bool = False
+    _tokens: tuple[np.ndarray, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         p = self.task.protocol
@@ -349,6 +361,8 @@ class TaskRunner:
         chosen = [STUDENT] + ([RANDOM_INIT] if self.checkpoint is not None else [])
         if self.cfg.teacher is not None:
             chosen.append(TEACHER)
+            if self.teacher_finetune:
+                chosen.append(TEACHER_FT)
         return chosen + [KMER, ONEHOT]
 
     @property
@@ -371,7 +385,7 @@ class TaskRunner:
             extra["checkpoint_weights_sha256"] = weights_sha256(self.checkpoint)
         if model in FINETUNED:
             extra["epochs"], extra["patience"] = self.max_epochs, self.patience
-        if model == TEACHER:
+        if model in (TEACHER, TEACHER_FT):
             extra["teacher"] = (self.cfg.teacher, self.cfg.teacher_layer)
         return self.cfg.fingerprint(extra)
 
@@ -449,7 +463,26 @@ class TaskRunner:
         labels = self.task.data.labels[rep.test]
         return classification_metrics(labels, preds, self.task.data.num_classes)
 
+    def inputs(self, model: str) -> tuple[np.ndarray, np.ndarray]:
+        """(padded input matrix, lengths) the model reads: bases, or NT tokens for the teacher."""
+        if model != TEACHER_FT:
+            return self.codes, self.lengths
+        if self._tokens is None:
+            self._tokens = tokenize_padded(self.task.data.sequences, self.cfg.max_len)
+        return self._tokens
+
     def classifier(self, model: str, seed: int, ecfg: EvalConfig) -> torch.nn.Module:
+        if model == TEACHER_FT:
+            assert self.cfg.teacher is not None
+            teacher = load_teacher(
+                self.cfg.teacher,
+                self.device,
+                torch.float32,  # trained: fp32 weights (autocast is not used here)
+                (self.cfg.teacher_layer,),
+            )
+            torch.manual_seed(seed)  # the head's initial weights
+            net = TeacherClassifier(teacher, self.task.data.num_classes, self.cfg.teacher_layer)
+            return net.to(self.device)
         random_weights = model == RANDOM_INIT
         return build_model(
             self.checkpoint, self.task.data, ecfg, seed=seed, random_weights=random_weights
@@ -459,6 +492,8 @@ class TaskRunner:
         """Fine-tune one replicate with early stopping; score the best epoch on the test split."""
         ecfg = self.cfg.eval_config(seed=rep.index, epochs=self.max_epochs)
         net = self.classifier(model, seed=rep.index, ecfg=ecfg)
+        codes, lengths = self.inputs(model)
+        rc_codes = self.rc_codes if model != TEACHER_FT else None  # RC tokens differ in length
         tsne = self.cfg.tsne and model == STUDENT and rep.index == 0
         tsne_idx = rep.test[:TSNE_TEST_POINTS]
         before = None
@@ -468,13 +503,12 @@ class TaskRunner:
                 predict=False, embed=True,
             )  # fmt: skip
         fit = train_fold(
-            net, self.codes, self.lengths, self.task.data.labels, rep.fit, ecfg, rep.index,
+            net, codes, lengths, self.task.data.labels, rep.fit, ecfg, rep.index,
             self.device, f"{self.task.key} {model} {rep.index}", progress=False,
             val_idx=rep.val, val_metric=self.task.metric, patience=self.patience, bar=bar,
         )  # fmt: skip
         preds, _ = infer(
-            net, self.codes, self.lengths, rep.test, self.cfg.batch_size, self.device,
-            rc_codes=self.rc_codes,
+            net, codes, lengths, rep.test, self.cfg.batch_size, self.device, rc_codes=rc_codes,
         )  # fmt: skip
         if before is not None:
             _, after = infer(
@@ -608,6 +642,26 @@ def seconds_per_step(
     return float(np.mean(times[1:]))
 
 
+def decide_teacher_finetune(cfg: SuiteConfig, device: torch.device) -> bool:
+    """Whether the teacher is fine-tuned as well as probed: as asked, or (None) when its
+    encoder fits the device (`fits_for_finetuning`); the size comes from its config alone."""
+    if cfg.teacher is None or cfg.mode != "finetune" or cfg.teacher_finetune is False:
+        return False
+    if cfg.teacher_finetune:
+        return True
+    n_parameters = teacher_parameter_count(cfg.teacher)
+    fits = fits_for_finetuning(n_parameters, device)
+    if not fits:
+        log.warning(
+            "teacher %s (%s parameters) is too large to fine-tune on %s: probed only "
+            "(--teacher-finetune forces it)",
+            cfg.teacher,
+            f"{n_parameters:,}",
+            device,
+        )
+    return fits
+
+
 def format_duration(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f} s"
@@ -632,7 +686,11 @@ def run_suite(
     out_dir = Path(out_dir)
     selected = resolve_tasks(cfg)
     tasks = [prepare_task(name, spec, cfg) for name, spec in selected]
-    runners = [TaskRunner(t, cfg, model_dir, out_dir, device, progress) for t in tasks]
+    finetune_teacher = decide_teacher_finetune(cfg, device)
+    runners = [
+        TaskRunner(t, cfg, model_dir, out_dir, device, progress, teacher_finetune=finetune_teacher)
+        for t in tasks
+    ]
 
     # The plan, before anything long starts: what runs, and about how long it takes.
     total = 0.0
@@ -645,7 +703,7 @@ def run_suite(
     echo(
         f"plan: {len(runners)} task(s), {n_runs} runs ({', '.join(runners[0].models)} "
         f"x replicates); fine-tuning at most {format_duration(total)} on {device} "
-        "(early stopping usually ends sooner)"
+        "(timed on the student's step; early stopping usually ends sooner)"
         + ("" if cfg.teacher else "; no --teacher: the teacher baseline is not run")
     )
 

@@ -24,6 +24,7 @@ MODEL_LABELS = {
     "student": "student (ours)",
     "random-init": "random init",
     "teacher": "teacher probe",
+    "teacher-ft": "teacher fine-tuned",
     "kmer": "k-mer LR",
     "onehot": "one-hot LR",
 }

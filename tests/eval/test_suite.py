@@ -270,3 +270,47 @@ def test_the_teacher_baseline_probes_its_features_once_per_task(
     assert feats.shape[0] == 104  # every train and test sequence, embedded once
     assert "teacher probe" in (tmp_path / "b" / "results.md").read_text()
     assert "student (random init)" in (tmp_path / "b" / "results.md").read_text()
+
+
+def test_a_small_teacher_is_fine_tuned_too_through_the_students_loop(
+    split_csv: Path, tiny_teacher: Path, tmp_path: Path
+) -> None:
+    cfg = SuiteConfig(
+        tasks=str(split_csv),
+        replicates=1,
+        max_epochs=1,
+        batch_size=16,
+        teacher=str(tiny_teacher),
+        preset="tiny",
+    )
+    record = run_suite(None, cfg, tmp_path / "b", progress=False, echo=lambda _: None)
+    models = record["tasks"]["gc"]["models"]
+    assert list(models) == ["student", "teacher", "teacher-ft", "kmer", "onehot"]
+    (run,) = models["teacher-ft"]["replicates"]
+    assert run["epochs_run"] == 1 and run["n_test"] == 24
+    assert 0 < run["n_parameters"] != models["student"]["replicates"][0]["n_parameters"]
+    assert "teacher-ft" not in run_suite(  # forced off
+        None, SuiteConfig(**{**vars(cfg), "teacher_finetune": False}), tmp_path / "c",
+        progress=False, echo=lambda _: None,
+    )["tasks"]["gc"]["models"]  # fmt: skip
+
+
+def test_the_teacher_classifier_reads_tokens_and_ignores_padding(tiny_teacher: Path) -> None:
+    from had_cache.teacher import load_teacher
+    from had_train.eval.teacher_classifier import TeacherClassifier, tokenize_padded
+
+    teacher = load_teacher(str(tiny_teacher), torch.device("cpu"), torch.float32, (-1,))
+    torch.manual_seed(0)
+    net = TeacherClassifier(teacher, num_labels=2).eval()
+    seqs = (
+        "ACGTACGTACGTAAC",
+        "ACGTNACGTACGTACGTACGGGTACCA",
+    )  # <cls>, 6-mers, N and leftovers as single letters
+    tokens, lengths = tokenize_padded(seqs)
+    assert lengths.tolist() == [1 + 2 + 3, 1 + 4 + 1 + 3 + 4] and tokens[0, 0] == tokens[1, 0]
+    _, both = infer(net, tokens, lengths, np.arange(2), 2, torch.device("cpu"), False, True)
+    _, alone = infer(
+        net, tokens[:1], lengths[:1], np.arange(1), 1, torch.device("cpu"), False, True
+    )
+    assert np.allclose(both[0], alone[0], atol=1e-5)
+    assert all(p.requires_grad for p in net.parameters())  # trained end to end
