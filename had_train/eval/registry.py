@@ -8,7 +8,8 @@ Families (`TaskSpec.benchmark`):
 - `nt-revised`: the 18 tasks of the revised benchmark (Dalla-Torre et al., Nature Methods 2024),
   MCC everywhere.
 - `gb`: the 8 Genomic Benchmarks tasks (Grešová et al. 2023), top-1 accuracy.
-- `builtin`: the demo task that ships with the package (`splice`, UCI primate splice junctions).
+- `builtin`: the demo tasks that ship with the package (`splice`, UCI primate splice junctions;
+  `oct4_mafk`, human Oct4 vs Mafk ChIP-seq peaks from the janggu package).
 MCC is reported for every task beside the headline metric.
 
 Where a number could not be checked against a primary source, the field is None (or the
@@ -370,6 +371,21 @@ BUILTIN_SPECS: tuple[TaskSpec, ...] = (
         n_test=None,
         source="UCI Molecular Biology (Splice-junction Gene Sequences), CC BY 4.0",
         description=BUILTIN_TASKS["splice"].description,
+    ),
+    # The source ships a 7,797 / 200 train/test split (the CSV's `split` column keeps it, and
+    # `--tasks had_train/eval/assets/janggu_oct4_mafk.csv` uses it); the built-in task pools all
+    # 7,997 rows like `splice`, so the evaluation draws its own stratified split (a 200-row
+    # official test set is too small to compare models on). Balanced classes: accuracy.
+    TaskSpec(
+        name="oct4_mafk",
+        benchmark="builtin",
+        metric="accuracy",
+        classes=("Mafk", "Oct4"),
+        seq_len=200,
+        n_train=7997,
+        n_test=None,
+        source="janggu 0.10.2 (PyPI) resources/sample*.fa: Oct4 vs Mafk ChIP-seq peaks, GPL-3.0",
+        description=BUILTIN_TASKS["oct4_mafk"].description,
     ),
 )
 

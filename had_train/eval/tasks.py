@@ -42,6 +42,13 @@ BUILTIN_TASKS: dict[str, BuiltinTask] = {
         filename="uci_splice.csv",
         description="UCI primate splice junctions: 3,190 x 60 nt, EI / IE / N (CC BY 4.0)",
     ),
+    "oct4_mafk": BuiltinTask(
+        filename="janggu_oct4_mafk.csv",
+        description=(
+            "human Oct4 vs Mafk ChIP-seq peaks (janggu 0.10.2): 7,997 x 200 nt, "
+            "Mafk / Oct4 (GPL-3.0)"
+        ),
+    ),
 }
 
 
@@ -85,7 +92,9 @@ def load_task(name_or_csv_path: str | Path) -> LabelledSet:
     """Load a built-in task by name, or any `sequence,label` CSV by path."""
     key = str(name_or_csv_path)
     if key in BUILTIN_TASKS:
-        return read_csv(builtin_task_path(key), name=key)
+        # A built-in file's `split` column records its source's split for `--tasks PATH`; the
+        # built-in task pools the rows by design (registry.BUILTIN_SPECS), so no warning here.
+        return read_csv(builtin_task_path(key), name=key, warn_split=False)
     path = Path(name_or_csv_path)
     if not path.is_file():
         builtin = ", ".join(sorted(BUILTIN_TASKS))
@@ -192,11 +201,12 @@ def require_two_classes(where: str, class_names: tuple[str, ...], n_rows: int) -
         )
 
 
-def read_csv(path: Path, name: str) -> LabelledSet:
+def read_csv(path: Path, name: str, warn_split: bool = True) -> LabelledSet:
     """Read and validate a `sequence,label` CSV (extra columns are ignored: the single-task
-    evaluation makes its own splits, and says so when the file has a `split` column)."""
+    evaluation makes its own splits, and says so when the file has a `split` column, unless
+    `warn_split` is False)."""
     rows = read_csv_rows(path)
-    if any(r.split for r in rows):
+    if warn_split and any(r.split for r in rows):
         log.warning(
             "%s has a '%s' column; `--task` makes its own stratified splits and ignores it; "
             "`had-train eval --tasks %s` uses it",

@@ -1,14 +1,21 @@
-"""Task loading: the built-in splice set, class ids from sorted names, and CSV validation."""
+"""Task loading: the built-in splice and Oct4/Mafk sets, class ids from sorted names, and CSV validation."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from had_common.errors import HadError
-from had_train.eval.tasks import BUILTIN_TASKS, TaskError, load_task
+from had_train.eval.tasks import (
+    BUILTIN_TASKS,
+    TaskError,
+    builtin_task_path,
+    load_task,
+    read_csv_rows,
+)
 
 
 def write_csv(path: Path, text: str) -> Path:
@@ -24,6 +31,26 @@ def test_builtin_splice_is_the_uci_set() -> None:
     assert {len(s) for s in data.sequences} == {60}
     assert data.labels.dtype == np.int64
     assert Path(data.source).name == BUILTIN_TASKS["splice"].filename
+
+
+def test_builtin_oct4_mafk_is_the_janggu_set(caplog: pytest.LogCaptureFixture) -> None:
+    data = load_task("oct4_mafk")
+    assert len(data) == 7997
+    assert data.class_names == ("Mafk", "Oct4")
+    assert data.class_counts() == {"Mafk": 4000, "Oct4": 3997}
+    assert {len(s) for s in data.sequences} == {200}
+    assert all(set(s) <= set("ACGT") for s in data.sequences)  # upper-cased, no N
+    assert len(set(data.sequences)) == len(data)
+    assert Path(data.source).name == BUILTIN_TASKS["oct4_mafk"].filename
+    assert "split" not in caplog.text  # the built-in pools its source's split without a warning
+    rows = read_csv_rows(builtin_task_path("oct4_mafk"))
+    splits = Counter((r.split, r.label) for r in rows)
+    assert splits == {
+        ("train", "Oct4"): 3897,
+        ("train", "Mafk"): 3900,
+        ("test", "Oct4"): 100,
+        ("test", "Mafk"): 100,
+    }
 
 
 def test_class_ids_come_from_sorted_names_not_row_order(tmp_path: Path) -> None:
@@ -72,7 +99,9 @@ def test_malformed_csv_is_a_clear_had_error(tmp_path: Path, text: str, match: st
 
 
 def test_unknown_name_or_missing_file_names_the_builtins(tmp_path: Path) -> None:
-    with pytest.raises(TaskError, match="not a built-in task \\(splice\\).*does not exist"):
+    with pytest.raises(
+        TaskError, match="not a built-in task \\(oct4_mafk, splice\\).*does not exist"
+    ):
         load_task(tmp_path / "nope.csv")
     with pytest.raises(TaskError, match="is a directory"):
         load_task(tmp_path)
