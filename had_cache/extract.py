@@ -11,6 +11,7 @@ write, mark done. A crash loses at most the chunk in flight; rerunning resumes.
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from had_cache import dna, gate, masking, schema, windows
 from had_cache import teacher as teacher_mod
 from had_cache.reader import read_attrs
 from had_cache.schema import StoreError
-from had_cache.writer import StoreWriter, check_target, store_state
+from had_cache.writer import StoreWriter, check_target, lock_store, store_state
 from had_common import device as device_rule
 from had_common.checksums import file_sha256
 from had_common.errors import ConfigError
@@ -135,19 +136,27 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
     if config is not None:
         planned = store_attrs(cfg, table, info, None, n_tokens, n_masked, fasta_sha256)
         _check_resumable(cfg, planned)
-    # The expensive part: weights, gate, then the store.
-    teacher, report = _gated_teacher(cfg, n_tokens, device, dtype)
+    out_existed = Path(cfg.out).exists()
+    lock = lock_store(cfg.out, cfg.overwrite)  # a second writer is refused before the weights
+    try:
+        # The expensive part: weights, gate, then the store.
+        teacher, report = _gated_teacher(cfg, n_tokens, device, dtype)
+    except BaseException:
+        lock.release()
+        if not out_existed and store_state(cfg.out) == "absent":
+            shutil.rmtree(cfg.out, ignore_errors=True)  # only the folder made for the lock
+        raise
     attrs = store_attrs(cfg, table, teacher.info, report, n_tokens, n_masked, fasta_sha256)
-    with StoreWriter.open_or_create(cfg.out, attrs, table, overwrite=cfg.overwrite) as writer:
+    with StoreWriter.open_or_create(cfg.out, attrs, table, cfg.overwrite, lock) as writer:
         pending = writer.pending_chunks()
         n_pending = sum(len(range(attrs.n_records)[attrs.chunk_slice(c)]) for c in pending)
-        bar = tqdm(total=n_pending, desc="extracting", unit="win", disable=not cfg.progress)
-        for chunk in pending:
-            seq, mask, feats = extract_chunk(
-                fasta, table, teacher, attrs, chunk, cfg.batch_size, bar
-            )
-            writer.write_chunk(chunk, seq, mask, feats)
-        bar.close()
+        # Closed on any error too, so the one-line error starts a line of its own.
+        with tqdm(total=n_pending, desc="extracting", unit="win", disable=not cfg.progress) as bar:
+            for chunk in pending:
+                seq, mask, feats = extract_chunk(
+                    fasta, table, teacher, attrs, chunk, cfg.batch_size, bar
+                )
+                writer.write_chunk(chunk, seq, mask, feats)
         writer.finalize()
     return ExtractSummary(
         store=Path(cfg.out),

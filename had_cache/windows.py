@@ -197,7 +197,7 @@ def plan_windows(
     check_contig_lengths(fasta, names, window_bp, explicit=contigs not in CONTIG_CHOICES)
     contig_idx, starts, skipped, ambiguous = [], [], 0, 0
     for i, name in enumerate(
-        tqdm(names, desc="scanning contigs", unit="contig", disable=not progress)
+        tqdm(names, desc="scanning contigs", unit="contig", disable=not progress, delay=2)
     ):
         length = len(fasta[name])
         n_win = length // window_bp

@@ -43,6 +43,17 @@ def compressors(attrs: schema.StoreAttrs) -> list[object]:
     return chain
 
 
+def lock_store(path: Path, overwrite: bool = False) -> FileLock:
+    """Take the lock of the store at `path` (creating its folder), refusing a store held by a
+    live writer (named) and taking over a stale lock; the writer keeps it until `close`."""
+    path = Path(path)
+    if store_state(path) == "other":
+        check_target(path, overwrite)  # raises, naming what is there
+    with disk_full_guard(path, "locking the store", then=RESUME_ADVICE):
+        path.mkdir(parents=True, exist_ok=True)
+        return FileLock(path / schema.LOCK_FILE, "had-cache extract").acquire()
+
+
 def store_state(path: Path) -> str:
     """`absent` (nothing, an empty folder, or only a lock left behind), `creating` (a creation
     that was interrupted: ours, recreated), `store`, or `other` (never touched)."""
@@ -83,7 +94,12 @@ class StoreWriter:
 
     @classmethod
     def open_or_create(
-        cls, path: Path, attrs: schema.StoreAttrs, table: WindowTable, overwrite: bool = False
+        cls,
+        path: Path,
+        attrs: schema.StoreAttrs,
+        table: WindowTable,
+        overwrite: bool = False,
+        lock: FileLock | None = None,
     ) -> StoreWriter:
         """Resume a store of the same extraction, or create it; refuse to clobber a different one.
 
@@ -92,12 +108,7 @@ class StoreWriter:
         (the lock names the first); a lock left by a killed writer is taken over.
         """
         path = Path(path)
-        state = store_state(path)
-        if state == "other":
-            check_target(path, overwrite)  # raises, naming what is there
-        with disk_full_guard(path, "locking the store", then=RESUME_ADVICE):
-            path.mkdir(parents=True, exist_ok=True)
-            lock = FileLock(path / schema.LOCK_FILE, "had-cache extract").acquire()
+        lock = lock or lock_store(path, overwrite)
         try:
             state = store_state(path)  # again, now that no one else writes it
             if state == "store" and not overwrite:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from had_cache import dna
 from had_common.errors import HadError
 
 SEQUENCE_COLUMN = "sequence"
@@ -118,11 +119,12 @@ def read_csv(path: Path, name: str) -> LabelledSet:
                     raise TaskError(f"{path}, line {line}: empty '{SEQUENCE_COLUMN}'")
                 if not label:
                     raise TaskError(f"{path}, line {line}: empty '{LABEL_COLUMN}'")
-                if not (seq.isascii() and seq.isalpha()):
-                    bad = next(ch for ch in seq if not (ch.isascii() and ch.isalpha()))
+                invalid = dna.letter_classes(seq) == dna.INVALID
+                if invalid.any():
+                    bad = seq[int(invalid.argmax())]
                     raise TaskError(
-                        f"{path}, line {line}: sequence contains {bad!r}; "
-                        "expected DNA letters (anything other than A/C/G/T is read as N)"
+                        f"{path}, line {line}: sequence contains {bad!r}; expected A, C, G, T, "
+                        "N or an IUPAC ambiguity code (those and N are read as N)"
                     )
                 sequences.append(seq)
                 names.append(label)
