@@ -13,8 +13,7 @@ from had_cache import windows
 from had_cache.cli import main as had_cache
 from had_train.cli import main as had_train
 from tests.conftest import real_dna
-from tests.reliability.test_exclusive import _extract_args
-from tests.reliability.test_integrity import _extract
+from tests.reliability.conftest import extract_args as _extract_args
 
 
 def _one_line_error(result: object) -> str:
@@ -81,9 +80,13 @@ def test_option_errors_come_before_the_weights(
 
 
 def test_a_bad_out_and_a_mismatched_store_come_before_the_weights(
-    small_fasta: Path, tiny_teacher: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    small_fasta: Path,
+    tiny_teacher: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    sound_store: Path,
 ) -> None:
-    store = _extract(small_fasta, tiny_teacher, tmp_path / "s.had.zarr")
+    store = sound_store  # refused untouched
     (tmp_path / "file").write_text("x")
 
     def refuse(*args: object, **kw: object) -> None:
@@ -135,8 +138,8 @@ def test_iupac_windows_are_counted_as_such(tiny_teacher: Path, tmp_path: Path) -
     )
 
 
-def test_train_side_bad_inputs(small_fasta: Path, tiny_teacher: Path, tmp_path: Path) -> None:
-    store = _extract(small_fasta, tiny_teacher, tmp_path / "s.had.zarr")
+def test_train_side_bad_inputs(sound_store: Path, tmp_path: Path) -> None:
+    store = sound_store
     line = _one_line_error(
         CliRunner().invoke(had_train, ["eval", "--checkpoint", str(store), "--task", "splice"])
     )
@@ -163,10 +166,8 @@ def test_non_finite_targets_are_named_not_blamed_on_the_learning_rate() -> None:
     assert losses.non_finite_advice(torch.ones(2)) == "lower --lr"
 
 
-def test_resume_without_a_checkpoint_says_so(
-    small_fasta: Path, tiny_teacher: Path, tmp_path: Path
-) -> None:
-    store = _extract(small_fasta, tiny_teacher, tmp_path / "s.had.zarr")
+def test_resume_without_a_checkpoint_says_so(sound_store: Path, tmp_path: Path) -> None:
+    store = sound_store
     run = tmp_path / "run"
     args = ["pretrain", "--cache", str(store), "--out", str(run), "--preset", "tiny"]
     args += ["--steps", "2", "--batch-size", "2"]

@@ -14,8 +14,7 @@ from click.testing import CliRunner
 from had_cache.cli import main as had_cache
 from had_cache.reader import CacheReader
 from had_train.cli import main as had_train
-from tests.reliability.test_exclusive import _extract_args
-from tests.reliability.test_integrity import _extract
+from tests.reliability.conftest import extract_args as _extract_args
 
 
 def _full_after(monkeypatch: pytest.MonkeyPatch, needle: str) -> None:
@@ -43,6 +42,7 @@ def test_extract_on_a_full_disk_is_one_line_and_the_rerun_resumes(
     monkeypatch: pytest.MonkeyPatch,
     needle: str,
     what: str,
+    sound_store: Path,
 ) -> None:
     out = tmp_path / "s.had.zarr"
     args = _extract_args(small_fasta, tiny_teacher, out)
@@ -57,17 +57,16 @@ def test_extract_on_a_full_disk_is_one_line_and_the_rerun_resumes(
     if what.startswith("writing"):
         assert "more is needed" in lines[0]
     assert CliRunner().invoke(had_cache, args).exit_code == 0
-    expected = _extract(small_fasta, tiny_teacher, tmp_path / "ref.had.zarr")
-    a, b = CacheReader(out).read(slice(0, 8)), CacheReader(expected).read(slice(0, 8))
+    a, b = CacheReader(out).read(slice(0, 8)), CacheReader(sound_store).read(slice(0, 8))
     np.testing.assert_array_equal(a.teacher, b.teacher)
 
 
 def test_pretrain_on_a_full_disk_is_one_line_and_resume_continues(
-    small_fasta: Path, tiny_teacher: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sound_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from had_train import checkpoint
 
-    store = _extract(small_fasta, tiny_teacher, tmp_path / "s.had.zarr")
+    store = sound_store
     run = tmp_path / "run"
     args = ["pretrain", "--cache", str(store), "--out", str(run), "--preset", "tiny"]
     args += ["--steps", "4", "--batch-size", "2", "--save-every", "2"]

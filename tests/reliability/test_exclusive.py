@@ -17,7 +17,7 @@ from had_cache import schema
 from had_cache.cli import main as had_cache
 from had_common.lock import STALE_AFTER_S, FileLock, LockHeldError, read_holder
 from had_train.cli import main as had_train
-from tests.reliability.test_integrity import _extract
+from tests.reliability.conftest import extract_args as _extract_args
 
 
 def _holder(pid: int, host: str | None = None) -> dict[str, object]:
@@ -34,26 +34,6 @@ def _dead_pid() -> int:
     child = subprocess.Popen(["true"])
     child.wait()
     return child.pid
-
-
-def _extract_args(fasta: Path, teacher: Path, out: Path) -> list[str]:
-    return [
-        "extract",
-        "--fasta",
-        str(fasta),
-        "--teacher",
-        str(teacher),
-        "--out",
-        str(out),
-        "--window-bp",
-        "120",
-        "--max-windows",
-        "8",
-        "--chunk-records",
-        "4",
-        "--min-teacher-accuracy",
-        "0",
-    ]
 
 
 def test_a_second_extraction_into_a_store_is_refused_naming_the_holder(
@@ -89,9 +69,9 @@ def test_a_stale_lock_of_a_killed_extraction_is_taken_over(
 
 
 def test_a_second_pretraining_run_in_one_folder_is_refused(
-    small_fasta: Path, tiny_teacher: Path, tmp_path: Path
+    sound_store: Path, tmp_path: Path
 ) -> None:
-    store = _extract(small_fasta, tiny_teacher, tmp_path / "s.had.zarr")
+    store = sound_store
     run = tmp_path / "run"
     run.mkdir()
     (run / "run.lock").write_text(json.dumps(_holder(os.getppid()) | {"command": "had-train"}))

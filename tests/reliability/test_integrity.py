@@ -16,19 +16,14 @@ from had_cache import schema, verify
 from had_cache.cli import main as had_cache
 from had_cache.reader import CacheReader
 from had_cache.schema import StoreError
-from tests.conftest import extract_store
+from tests.reliability.conftest import extract as _extract
 
 FEATURES = schema.teacher_array(2)  # the tiny teacher's last layer
 
 
-def _extract(fasta: Path, teacher: Path, out: Path, **kw: object) -> Path:
-    options = {"window_bp": 120, "max_windows": 8, "chunk_records": 4, "batch_size": 4}
-    return extract_store(fasta, teacher, out, **(options | kw))
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory, small_fasta: Path, tiny_teacher: Path) -> Path:
-    return _extract(small_fasta, tiny_teacher, tmp_path_factory.mktemp("int") / "s.had.zarr")
+@pytest.fixture
+def store(sound_store: Path) -> Path:
+    return sound_store
 
 
 @pytest.fixture

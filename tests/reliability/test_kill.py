@@ -23,13 +23,16 @@ from had_cache import schema, verify
 from had_cache.cli import main as had_cache
 from had_cache.reader import CacheReader
 from had_train.cli import main as had_train
-from tests.reliability.test_exclusive import _extract_args
-from tests.reliability.test_integrity import _extract
+from tests.reliability.conftest import GATE_WINDOWS
+from tests.reliability.conftest import extract_args as _extract_args
 
 ROOT = Path(__file__).resolve().parents[2]
 
 CHILD = """
 import os, signal, sys, importlib
+from had_cache import gate  # the quick gate of conftest.py
+windows = gate.gate_windows
+gate.gate_windows = lambda: windows({gate_windows})
 module = importlib.import_module({module!r})
 owner_name, _, attr = {attr!r}.rpartition(".")
 owner = getattr(module, owner_name) if owner_name else module
@@ -67,7 +70,14 @@ def run_killed(
     `module.attr` for which `condition` (an expression of `a`, the call's arguments) holds,
     before or after that call."""
     code = CHILD.format(
-        module=module, attr=attr, condition=condition, nth=nth, before=before, cli=cli, argv=argv
+        module=module,
+        attr=attr,
+        condition=condition,
+        nth=nth,
+        before=before,
+        cli=cli,
+        argv=argv,
+        gate_windows=GATE_WINDOWS,
     )
     env = os.environ | {"PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1"}
     proc = subprocess.run(
@@ -81,9 +91,18 @@ def run_killed(
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
 
 
+@pytest.fixture
+def reference(sound_store: Path) -> Path:
+    return sound_store
+
+
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory, small_fasta: Path, tiny_teacher: Path):
-    return _extract(small_fasta, tiny_teacher, tmp_path_factory.mktemp("ref") / "r.had.zarr")
+def straight(sound_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted pretraining run of `_pretrain_args`."""
+    run = tmp_path_factory.mktemp("straight") / "run"
+    result = CliRunner().invoke(had_train, _pretrain_args(sound_store, run))
+    assert result.exit_code == 0, result.output
+    return run
 
 
 ZARR_PUT = ("zarr.storage._local", "_put")
@@ -155,11 +174,10 @@ def test_pretraining_killed_while_checkpointing_resumes_bit_identically(
     tiny_teacher: Path,
     tmp_path: Path,
     reference: Path,
+    straight: Path,
 ) -> None:
     from had_train import checkpoint
 
-    straight = tmp_path / "straight"
-    assert CliRunner().invoke(had_train, _pretrain_args(reference, straight)).exit_code == 0
     run = tmp_path / "run"
     args = _pretrain_args(reference, run)
     run_killed("had_train.cli", args, module, attr, condition, before=True)
