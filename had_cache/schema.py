@@ -54,9 +54,12 @@ INDEX_ARRAYS = (CONTIG, START, STRAND)
 """Written whole at creation (the window table), not chunk by chunk."""
 
 
+TEACHER_PREFIX = "teacher_layer_"
+
+
 def teacher_array(layer: int) -> str:
     """Name of the features array of teacher hidden_states index `layer` (non-negative)."""
-    return f"teacher_layer_{layer}"
+    return f"{TEACHER_PREFIX}{layer}"
 
 
 TEACHER_DTYPE = np.dtype("float16")

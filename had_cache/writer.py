@@ -15,6 +15,7 @@ so a reader can tell a missing or damaged chunk from data.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -66,7 +67,29 @@ def store_state(path: Path) -> str:
             return "absent"
         if schema.CREATING_MARKER in names:
             return "creating"
+        if _interrupted_before_markers(path, names):
+            return "creating"
     return "store" if is_store(path) else "other"
+
+
+def _interrupted_before_markers(path: Path, names: list[str]) -> bool:
+    """A creation killed by an older had (before the creation marker): a Zarr group without
+    attributes holding nothing but arrays of our schema's names (and lock files)."""
+    if "zarr.json" not in names:
+        return False
+    try:
+        meta = json.loads((path / "zarr.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if meta.get("node_type") != "group" or meta.get("attributes"):
+        return False
+    ours = {schema.SEQ, schema.MASK, schema.CHUNK_DONE, *schema.INDEX_ARRAYS}
+    return all(
+        n == "zarr.json"
+        or n.startswith(schema.LOCK_FILE)
+        or ((path / n).is_dir() and (n in ours or n.startswith(schema.TEACHER_PREFIX)))
+        for n in names
+    )
 
 
 def _clear(path: Path) -> None:

@@ -7,7 +7,6 @@ so it scores 8 held-out windows instead of 96 (the same code path).
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,8 +45,9 @@ def extract_args(fasta: Path, teacher: Path, out: Path) -> list[str]:
 @pytest.fixture(scope="session")
 def sound_store(
     tmp_path_factory: pytest.TempPathFactory, small_fasta: Path, tiny_teacher: Path
-) -> Iterator[Path]:
+) -> Path:
     """A complete store that tests read but never change (copy it to damage it)."""
-    with pytest.MonkeyPatch.context() as patch:
+    with pytest.MonkeyPatch.context() as patch:  # undone before any other test runs
         quicken_gate(patch)
-        yield extract(small_fasta, tiny_teacher, tmp_path_factory.mktemp("sound") / "s.had.zarr")
+        store = extract(small_fasta, tiny_teacher, tmp_path_factory.mktemp("sound") / "s.had.zarr")
+    return store

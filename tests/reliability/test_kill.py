@@ -136,6 +136,21 @@ def test_extraction_killed_at_any_moment_resumes_bit_identically(
     assert not (out / schema.LOCK_FILE).exists()
 
 
+def test_a_creation_killed_by_an_older_had_is_recreated(
+    small_fasta: Path, tiny_teacher: Path, tmp_path: Path
+) -> None:
+    """Before the creation marker, a kill left a Zarr group without attributes that the rerun
+    refused as "not a had-cache store"; such a leftover is recognised and recreated."""
+    import zarr
+
+    out = tmp_path / "s.had.zarr"
+    group = zarr.open_group(str(out), mode="w-")
+    group.create_array(schema.SEQ, shape=(8, 120), dtype="uint8", chunks=(4, 120))
+    result = CliRunner().invoke(had_cache, _extract_args(small_fasta, tiny_teacher, out))
+    assert result.exit_code == 0, result.output
+    verify.check_integrity(out).check()
+
+
 def _pretrain_args(store: Path, run: Path) -> list[str]:
     return [
         "pretrain",
@@ -159,6 +174,8 @@ def _pretrain_args(store: Path, run: Path) -> list[str]:
 @pytest.mark.parametrize(
     ("moment", "module", "attr", "condition"),
     [
+        # writing the first checkpoint: --resume finds none, says so and starts from step 0
+        ("first checkpoint write", "torch", "save", "'step-0000002' in str(a[1])"),
         # writing checkpoint 4: its optimizer state half way (step 2 is complete)
         ("checkpoint write", "torch", "save", "'step-0000004' in str(a[1])"),
         # purging checkpoint 2 after checkpoint 4 is in place: marker gone, files not yet
@@ -183,6 +200,7 @@ def test_pretraining_killed_while_checkpointing_resumes_bit_identically(
     run_killed("had_train.cli", args, module, attr, condition, before=True)
     resumed = CliRunner().invoke(had_train, [*args, "--resume"])
     assert resumed.exit_code == 0, resumed.output
+    assert ("no complete checkpoint yet" in resumed.output) == moment.startswith("first")
     final = checkpoint.step_dir(run, 4)
     expected = torch.load(checkpoint.step_dir(straight, 4) / checkpoint.OPTIMIZER_STATE)
     got = torch.load(final / checkpoint.OPTIMIZER_STATE)
