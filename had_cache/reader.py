@@ -144,8 +144,12 @@ class CacheReader:
         try:
             data = array[rows]
         except Exception as err:  # zarr's codecs raise ValueError, RuntimeError, ... on damage
-            what = "fails its checksum" if "checksum" in str(err) else "cannot be decoded"
-            raise chunk_problem(self.path, name, chunk, f"{what} ({err})") from None
+            what = (
+                "fails its crc32c checksum (its bytes changed after writing)"
+                if "checksum" in str(err)
+                else f"cannot be decoded ({type(err).__name__}: {err})"
+            )
+            raise chunk_problem(self.path, name, chunk, what) from None
         if data.dtype.kind == "f" and not np.isfinite(data).all():
             bad = int((~np.isfinite(data)).sum())
             raise chunk_problem(self.path, name, chunk, f"holds {bad} non-finite values")

@@ -268,7 +268,11 @@ def check_target(path: Path, overwrite: bool) -> None:
         return
     if overwrite:
         remove_store(path)  # raises: it is not ours
-    read_attrs(path)  # raises, naming what is there instead of a store
+    what = "a file" if path.is_file() else "a folder that is not a had-cache store"
+    raise StoreError(
+        f"--out {path} is {what}; extraction resumes or (--overwrite) replaces only a "
+        "had-cache store: choose another --out"
+    )
 
 
 def _check_parent(path: Path) -> None:

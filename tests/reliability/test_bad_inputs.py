@@ -61,6 +61,7 @@ def test_an_empty_teacher_folder_says_what_is_missing(
         (["--window-bp", str(6 * 2048)], "needs 2049 teacher tokens with <cls>, more than"),
         (["--chunk-records", "0"], "--chunk-records must be positive"),
         (["--layer", "9"], "layer 9 is out of range for a teacher with 2 layers"),
+        (["--window-bp", "6000"], "every selected contig is shorter than --window-bp 6000"),
         (["--max-windows", "0"], "--max-windows must be positive"),
         (["--contigs", "chrZ"], "contig(s) chrZ not in the FASTA"),
     ],

@@ -58,9 +58,9 @@ def test_overwritten_bytes_in_a_feature_chunk_are_caught_by_verify_and_the_reade
     path.write_bytes(bytes(raw))
     result = _verify(copy)
     assert result.exit_code == 2
-    assert f"chunk 1 of array {FEATURES} fails its checksum" in result.output
+    assert f"chunk 1 of array {FEATURES} fails its crc32c checksum" in result.output
     assert result.output.count("\n") == 2  # the integrity line and one error line
-    with pytest.raises(StoreError, match=f"chunk 1 of array {FEATURES} fails its checksum"):
+    with pytest.raises(StoreError, match=f"chunk 1 of array {FEATURES} fails its crc32c checksum"):
         CacheReader(copy).read_chunk(1)
     CacheReader(copy).read_chunk(0)  # the other chunk still reads
 
