@@ -31,13 +31,21 @@ class Records:
     teacher: np.ndarray  # schema.TEACHER_DTYPE [n, T - M, D], features of the reader's layer
 
 
-def chunk_problem(path: Path, name: str, chunk: int, what: str) -> StoreError:
+class ChunkError(StoreError):
+    """One chunk of one array is missing or damaged (its file, checksum or values)."""
+
+    def __init__(self, path: Path, name: str, chunk: int, what: str) -> None:
+        self.name, self.chunk, self.what = name, chunk, what
+        super().__init__(
+            f"{path}: chunk {chunk} of array {name} {what}; the store is damaged. "
+            f"`had-cache verify {path} --repair` marks damaged chunks for re-extraction, then "
+            "rerun the same `had-cache extract` command"
+        )
+
+
+def chunk_problem(path: Path, name: str, chunk: int, what: str) -> ChunkError:
     """The one wording of a damaged chunk, with the way out."""
-    return StoreError(
-        f"{path}: chunk {chunk} of array {name} {what}; the store is damaged. "
-        f"`had-cache verify {path} --repair` marks damaged chunks for re-extraction, then rerun "
-        "the same `had-cache extract` command"
-    )
+    return ChunkError(path, name, chunk, what)
 
 
 def open_group(path: Path, mode: str = "r") -> zarr.Group:

@@ -18,7 +18,7 @@ import numpy as np
 
 from had_cache import schema
 from had_cache.gate import GateReport
-from had_cache.reader import CacheReader, chunk_problem, open_group
+from had_cache.reader import CacheReader, ChunkError, chunk_problem, open_group
 from had_cache.schema import StoreError
 from had_cache.teacher import AUTO_DTYPE, load_teacher, resolve_dtype
 from had_common.device import AUTO, resolve_device
@@ -164,25 +164,13 @@ def check_integrity(path: Path, max_problems: int = 100) -> IntegrityReport:
     if problems:
         return IntegrityReport(Path(path), False, written_as, 0, len(specs), problems)
     checksums = all(reader.has_checksums(name) for name in specs)
-    try:
-        done = reader.read_array_chunk(schema.CHUNK_DONE, 0, check_present=False)
-        done = np.concatenate(
-            [done]
-            + [
-                reader.read_array_chunk(schema.CHUNK_DONE, c, check_present=False)
-                for c in range(1, a.n_chunks)
-            ]
-        )
-    except StoreError as err:
-        return IntegrityReport(
-            Path(path),
-            checksums,
-            written_as,
-            0,
-            len(specs),
-            [(schema.CHUNK_DONE, None, f"cannot be read: {err}")],
-        )
-    n_read = 0
+    done = np.zeros(a.n_chunks, dtype=bool)
+    for chunk in range(a.n_chunks):  # one marker per chunk: a damaged one names its chunk
+        try:
+            done[chunk] = reader.read_array_chunk(schema.CHUNK_DONE, chunk, check_present=False)[0]
+        except ChunkError as err:
+            problems.append((err.name, chunk, err.what))
+    n_read = a.n_chunks
     for chunk in np.flatnonzero(done):
         chunk = int(chunk)
         for name in specs:
@@ -190,9 +178,8 @@ def check_integrity(path: Path, max_problems: int = 100) -> IntegrityReport:
                 continue
             try:
                 data = reader.read_array_chunk(name, chunk)
-            except StoreError as err:
-                what = str(err).split(f"chunk {chunk} of array {name} ", 1)[-1].split(";")[0]
-                problems.append((name, chunk, what))
+            except ChunkError as err:
+                problems.append((name, chunk, err.what))
             else:
                 what = _content_problem(a, name, data)
                 if what:

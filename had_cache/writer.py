@@ -44,6 +44,13 @@ def compressors(attrs: schema.StoreAttrs) -> list[object]:
     return chain
 
 
+def _is_done(markers: zarr.Array, chunk: int) -> bool:
+    try:
+        return bool(markers[chunk])
+    except Exception:  # zarr raises ValueError (checksum) or codec errors on a damaged file
+        return False
+
+
 def lock_store(path: Path, overwrite: bool = False) -> FileLock:
     """Take the lock of the store at `path` (creating its folder), refusing a store held by a
     live writer (named) and taking over a stale lock; the writer keeps it until `close`."""
@@ -186,7 +193,11 @@ class StoreWriter:
         """Chunks not yet done in this rank's contiguous share of the store."""
         n = self.attrs.n_chunks
         lo, hi = rank * n // world_size, (rank + 1) * n // world_size
-        done = self.group[schema.CHUNK_DONE][lo:hi]
+        markers = self.group[schema.CHUNK_DONE]
+        try:
+            done = markers[lo:hi]
+        except Exception:  # a damaged marker (checksum): that chunk is simply not done
+            done = np.array([_is_done(markers, c) for c in range(lo, hi)], dtype=bool)
         return [lo + i for i in np.flatnonzero(~done)]
 
     def chunk_bytes(self, chunk: int) -> int:

@@ -24,6 +24,7 @@ MARKER = "COMPLETE"
 TRAINER_STATE = "trainer_state.json"
 OPTIMIZER_STATE = "optimizer.pt"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
+_LEFTOVER = re.compile(r"^step-(\d+)(\.tmp)?$")
 
 
 class CheckpointError(HadError):
@@ -79,9 +80,19 @@ def save_checkpoint(
     if final.exists():
         _remove(final)
     tmp.rename(final)
-    for _, old in complete_checkpoints(run_dir)[:-keep] if keep > 0 else []:
-        _remove(old)
+    _purge(run_dir, step, keep)
     return final
+
+
+def _purge(run_dir: Path, step: int, keep: int) -> None:
+    """Delete complete checkpoints beyond the newest `keep` (none if keep <= 0) and what killed
+    runs left of older steps: unmarked folders (a purge cut short) and `.tmp` folders."""
+    complete = complete_checkpoints(run_dir)
+    kept = {path for _, path in (complete[-keep:] if keep > 0 else complete)}
+    for child in Path(run_dir).iterdir():
+        match = _LEFTOVER.match(child.name)
+        if match and child.is_dir() and child not in kept and int(match.group(1)) < step:
+            _remove(child)
 
 
 def checkpoint_bytes(model: Any) -> int:
@@ -93,6 +104,18 @@ def _remove(checkpoint: Path) -> None:
     """Delete a checkpoint so that it stops counting first (its marker), whatever kills us."""
     (checkpoint / MARKER).unlink(missing_ok=True)
     shutil.rmtree(checkpoint, ignore_errors=True)
+
+
+def tidy(run_dir: Path, keep: int) -> None:
+    """What killed runs left, removed by the next holder of the run's lock: half-written
+    `.tmp` folders, unmarked folders (a purge cut short) and complete checkpoints beyond `keep`."""
+    if not Path(run_dir).is_dir():
+        return
+    complete = complete_checkpoints(run_dir)
+    kept = {path for _, path in (complete[-keep:] if keep > 0 else complete)}
+    for child in Path(run_dir).iterdir():
+        if _LEFTOVER.match(child.name) and child.is_dir() and child not in kept:
+            _remove(child)
 
 
 def load_trainer_state(checkpoint: Path) -> dict[str, Any]:

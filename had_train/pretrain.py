@@ -265,6 +265,8 @@ def setup(cfg: PretrainConfig, resume: bool = False) -> Session:
 
 
 def _setup(cfg: PretrainConfig, resume: bool, run_dir: Path, lock: FileLock) -> Session:
+    if resume:
+        checkpoint.tidy(run_dir, cfg.keep_last)
     latest = checkpoint.latest_checkpoint(run_dir)
     if latest is not None and not resume:
         raise RunError(

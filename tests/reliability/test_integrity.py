@@ -82,6 +82,8 @@ def test_repair_marks_damaged_chunks_and_the_rerun_rewrites_them(
 ) -> None:
     _chunk_file(copy, FEATURES, 1).unlink()
     _chunk_file(copy, schema.SEQ, 0).write_bytes(b"garbage")
+    _chunk_file(copy, schema.CHUNK_DONE, 1).write_bytes(b"garbage")  # a damaged done marker
+    assert f"chunk 1 of array {schema.CHUNK_DONE} fails" in _verify(copy).output
     result = _verify(copy, "--repair")
     assert result.exit_code == 0, result.output
     assert "2 damaged chunk(s) marked for re-extraction (0, 1)" in result.output
