@@ -162,7 +162,9 @@ def check_integrity(path: Path, max_problems: int = 100) -> IntegrityReport:
         elif found != expected:
             problems.append((name, None, f"has shape, dtype, chunks {found}, expected {expected}"))
     if problems:
-        return IntegrityReport(Path(path), False, written_as, 0, len(specs), problems)
+        return IntegrityReport(
+            Path(path), a.checksum is not None, written_as, 0, len(specs), problems
+        )
     checksums = all(reader.has_checksums(name) for name in specs)
     done = np.zeros(a.n_chunks, dtype=bool)
     for chunk in range(a.n_chunks):  # one marker per chunk: a damaged one names its chunk

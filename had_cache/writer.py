@@ -57,9 +57,12 @@ def lock_store(path: Path, overwrite: bool = False) -> FileLock:
     path = Path(path)
     if store_state(path) == "other":
         check_target(path, overwrite)  # raises, naming what is there
-    with disk_full_guard(path, "locking the store", then=RESUME_ADVICE):
-        path.mkdir(parents=True, exist_ok=True)
-        return FileLock(path / schema.LOCK_FILE, "had-cache extract").acquire()
+    try:
+        with disk_full_guard(path, "locking the store", then=RESUME_ADVICE):
+            path.mkdir(parents=True, exist_ok=True)
+            return FileLock(path / schema.LOCK_FILE, "had-cache extract").acquire()
+    except PermissionError as err:
+        raise StoreError(f"--out {path}: cannot write there ({err.strerror})") from None
 
 
 def store_state(path: Path) -> str:

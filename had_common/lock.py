@@ -21,7 +21,7 @@ import json
 import os
 import socket
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -64,19 +64,24 @@ class Holder:
     started: str
     command: str
     proc_start: str | None = None
+    purpose: str = ""
 
     @classmethod
-    def me(cls) -> Holder:
+    def me(cls, purpose: str = "") -> Holder:
         return cls(
             host=socket.gethostname(),
             pid=os.getpid(),
             started=datetime.now(UTC).isoformat(timespec="seconds"),
             command=command_line(),
             proc_start=_proc_start(os.getpid()),
+            purpose=purpose,
         )
 
     def describe(self) -> str:
-        return f"pid {self.pid} on {self.host} since {self.started} ({self.command})"
+        return (
+            f"{self.purpose or 'a had process'} by pid {self.pid} on {self.host} since "
+            f"{self.started} ({self.command})"
+        )
 
     def is_me(self) -> bool:
         return self.host == socket.gethostname() and self.pid == os.getpid()
@@ -94,8 +99,10 @@ class Holder:
 def read_holder(path: Path) -> Holder | None:
     """The holder recorded in a lock file, or None if there is no readable one."""
     try:
-        return Holder(**json.loads(Path(path).read_text()))
-    except (OSError, ValueError, TypeError):
+        data = json.loads(Path(path).read_text())
+        known = {f.name for f in fields(Holder)}  # a newer had may record more
+        return Holder(**{k: v for k, v in data.items() if k in known})
+    except (OSError, ValueError, TypeError, AttributeError):
         return None
 
 
@@ -120,7 +127,7 @@ class FileLock:
         self.holder: Holder | None = None
 
     def acquire(self) -> FileLock:
-        me = Holder.me()
+        me = Holder.me(self.purpose)
         tmp = self.path.with_name(f"{self.path.name}.{me.pid}.tmp")
         tmp.write_text(json.dumps(asdict(me)))
         try:
@@ -147,7 +154,7 @@ class FileLock:
                 raise LockHeldError(f"{self.path} is being locked by another process right now")
         elif not (holder.is_me() or holder.is_stale(age)):
             raise LockHeldError(
-                f"{self.path.parent} is in use: {self.purpose} by {holder.describe()}; wait for "
+                f"{self.path.parent} is in use: {holder.describe()}; wait for "
                 f"it to finish, or delete {self.path} if that process is gone"
             )
         self.path.unlink(missing_ok=True)

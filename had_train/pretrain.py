@@ -255,8 +255,11 @@ def setup(cfg: PretrainConfig, resume: bool = False) -> Session:
     run_dir = Path(cfg.out)
     if run_dir.exists() and not run_dir.is_dir():
         raise RunError(f"--out {run_dir} is a file; a run is a folder")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(run_dir / LOCK_FILE, "had-train pretrain").acquire()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(run_dir / LOCK_FILE, "had-train pretrain").acquire()
+    except PermissionError as err:
+        raise RunError(f"--out {run_dir}: cannot write there ({err.strerror})") from None
     try:
         return _setup(cfg, resume, run_dir, lock)
     except BaseException:

@@ -20,8 +20,11 @@ from had_train.cli import main as had_train
 from tests.reliability.conftest import extract_args as _extract_args
 
 
-def _holder(pid: int, host: str | None = None) -> dict[str, object]:
+def _holder(
+    pid: int, host: str | None = None, purpose: str = "had-cache extract"
+) -> dict[str, object]:
     return {
+        "purpose": purpose,
         "host": host or socket.gethostname(),
         "pid": pid,
         "started": "2026-12-03T08:00:00+00:00",
@@ -74,7 +77,7 @@ def test_a_second_pretraining_run_in_one_folder_is_refused(
     store = sound_store
     run = tmp_path / "run"
     run.mkdir()
-    (run / "run.lock").write_text(json.dumps(_holder(os.getppid()) | {"command": "had-train"}))
+    (run / "run.lock").write_text(json.dumps(_holder(os.getppid(), purpose="had-train pretrain")))
     args = ["pretrain", "--cache", str(store), "--out", str(run), "--preset", "tiny"]
     result = CliRunner().invoke(had_train, [*args, "--steps", "1", "--batch-size", "2"])
     assert result.exit_code == 2
