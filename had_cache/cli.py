@@ -191,16 +191,15 @@ def tokenize_cmd(**options: object) -> None:
 @click.option(
     "--recompute",
     type=int,
-    default=verify.DEFAULT_RECOMPUTE,
-    show_default=True,
-    help="Records to re-run through the teacher, drawn at random.",
+    default=None,
+    help=f"Also re-run the teacher on this many records drawn at random and compare (e.g. {verify.DEFAULT_RECOMPUTE}). [default: integrity only, no teacher]",
 )
 @click.option(
     "--min-cosine",
     type=float,
     default=verify.DEFAULT_MIN_COSINE,
     show_default=True,
-    help="Fail if any checked record's cosine similarity is below this.",
+    help="With --recompute: fail if any checked record's cosine similarity is below this (or NaN).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Which records are drawn.")
 @click.option(
@@ -216,10 +215,31 @@ def tokenize_cmd(**options: object) -> None:
     show_default=True,
     help="Teacher precision for the recomputation.",
 )
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Clear the done markers of damaged chunks, so rerunning the same `extract` rewrites them.",
+)
 @exit_on_had_error
-def verify_cmd(store: Path, min_cosine: float, **options: object) -> None:
-    """Re-run the teacher on random stored records and compare with the cached features."""
-    report = verify.verify_store(store, **options)  # type: ignore[arg-type]
+def verify_cmd(
+    store: Path, min_cosine: float, recompute: int | None, repair: bool, **options: object
+) -> None:
+    """Read every chunk of a store and check it (present, checksum, shape, finite values,
+    masks, bases); with --recompute, also re-run the teacher on random records and compare."""
+    integrity = verify.check_integrity(store)
+    click.echo("\n".join(integrity.lines()))
+    if repair and integrity.bad_chunks:
+        chunks = verify.repair_marks(store, integrity)
+        click.echo(
+            f"repaired         {len(chunks)} damaged chunk(s) marked for re-extraction "
+            f"({', '.join(map(str, chunks[:10]))}); rerun the same `had-cache extract` command"
+        )
+        return
+    integrity.check()
+    if recompute is None:
+        click.echo("ok: every chunk is present, intact and finite")
+        return
+    report = verify.verify_store(store, recompute=recompute, **options)  # type: ignore[arg-type]
     click.echo("\n".join(report.lines()))
     report.check(min_cosine)
-    click.echo("ok: the store matches its teacher")
+    click.echo("ok: every chunk is intact and the store matches its teacher")

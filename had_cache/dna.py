@@ -56,6 +56,23 @@ def is_n(codes: np.ndarray) -> np.ndarray:
     return np.asarray(codes) > T
 
 
+IUPAC_AMBIGUITY = "RYSWKMBDHV"
+"""IUPAC codes for uncertain bases other than N: real genome FASTAs hold a few (hg38: ~100)."""
+CLEAN, AMBIGUOUS, UNKNOWN, INVALID = range(4)
+"""Letter classes for the window rule, ordered so that a window's class is the max over its
+bases: all A/C/G/T (clean), an IUPAC ambiguity code, an N, or a character that is no base."""
+_CLASS = np.full(256, INVALID, dtype=np.uint8)
+for _letters, _cls in (("ACGT", CLEAN), (IUPAC_AMBIGUITY, AMBIGUOUS), ("N", UNKNOWN)):
+    for _letter in _letters:
+        _CLASS[ord(_letter)] = _CLASS[ord(_letter.lower())] = _cls
+
+
+def letter_classes(seq: str | bytes) -> np.ndarray:
+    """ASCII DNA -> uint8 class per letter (CLEAN, AMBIGUOUS, UNKNOWN, INVALID)."""
+    raw = seq.encode("ascii", errors="replace") if isinstance(seq, str) else seq
+    return _CLASS[np.frombuffer(raw, dtype=np.uint8)]
+
+
 def has_n(codes: np.ndarray) -> bool:
     """True if any base is not one of A, C, G, T."""
     return bool(is_n(codes).any())

@@ -1,7 +1,9 @@
 """Orchestrate stage one: plan windows, load the teacher, then fill the store chunk by chunk.
 
-The teacher is loaded before anything is written, so a bad `--teacher` never leaves a half
-store behind. Each chunk: read its windows, draw its group masks from (seed, record), mask the
+Every check that needs only the options, the FASTA (its index and window table) and the
+teacher's config runs before the teacher's weights are loaded (seconds for the demo teacher,
+minutes for NTv2-500M); the teacher is loaded and gated before anything is written, so a bad
+`--teacher` never leaves a half store behind. Each chunk: read its windows, draw its group masks from (seed, record), mask the
 teacher's input with `<mask>`, run the teacher in batches, keep the visible tokens' features,
 write, mark done. A crash loses at most the chunk in flight; rerunning resumes.
 """
@@ -9,6 +11,7 @@ write, mark done. A crash loses at most the chunk in flight; rerunning resumes.
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +23,9 @@ from tqdm.auto import tqdm
 import had_cache
 from had_cache import dna, gate, masking, schema, windows
 from had_cache import teacher as teacher_mod
-from had_cache.writer import StoreWriter, check_target
+from had_cache.reader import read_attrs
+from had_cache.schema import StoreError
+from had_cache.writer import StoreWriter, check_target, lock_store, store_state
 from had_common import device as device_rule
 from had_common.checksums import file_sha256
 from had_common.errors import ConfigError
@@ -90,12 +95,17 @@ class ExtractSummary:
     skipped_n_windows: int
     bytes_on_disk: int
     seconds: float
+    skipped_ambiguous_windows: int = 0
 
     def lines(self) -> list[str]:
+        ambiguous, n = self.skipped_ambiguous_windows, self.skipped_n_windows
+        skipped = f"{n - ambiguous:,} skipped for N"
+        if ambiguous:
+            skipped += f", {ambiguous:,} for other IUPAC ambiguity codes"
         return [
             f"store            {self.store}",
             f"windows          {self.windows:,} ({self.written_windows:,} written this run, "
-            f"{self.skipped_n_windows:,} skipped for N)",
+            f"{skipped})",
             f"teacher tokens   {self.teacher_tokens:,}",
             f"bytes on disk    {self.bytes_on_disk / 1e6:,.1f} MB",
             f"seconds          {self.seconds:,.1f}",
@@ -109,29 +119,52 @@ def directory_bytes(path: Path) -> int:
 def extract(cfg: ExtractConfig) -> ExtractSummary:
     """Run stage one end to end; resumable; returns what was done."""
     t0 = time.perf_counter()
+    # Everything that needs no teacher weights, cheapest first.
     n_tokens, n_masked = _check_options(cfg)
     check_target(cfg.out, cfg.overwrite)
+    device = device_rule.resolve_device(cfg.device)
+    dtype = teacher_mod.resolve_dtype(cfg.dtype, device)
+    config = teacher_mod.load_config(cfg.teacher, cfg.revision, cfg.trust_remote_code)
+    if config is not None:
+        _check_window_fits(cfg, n_tokens, teacher_mod.max_tokens(config))
+        info = teacher_mod.teacher_info(cfg.teacher, config, dtype, cfg.layers, cfg.revision)
     fasta = windows.open_fasta(cfg.fasta)
-    teacher, report = _gated_teacher(cfg, n_tokens)
     table = windows.plan_windows(
         fasta, cfg.window_bp, cfg.contigs, cfg.strands, cfg.max_windows, cfg.progress
     )
-    attrs = store_attrs(cfg, table, teacher, report, n_tokens, n_masked)
-    writer = StoreWriter.open_or_create(cfg.out, attrs, table, overwrite=cfg.overwrite)
-    pending = writer.pending_chunks()
-    n_pending = sum(len(range(attrs.n_records)[attrs.chunk_slice(c)]) for c in pending)
-    bar = tqdm(total=n_pending, desc="extracting", unit="win", disable=not cfg.progress)
-    for chunk in pending:
-        seq, mask, feats = extract_chunk(fasta, table, teacher, attrs, chunk, cfg.batch_size, bar)
-        writer.write_chunk(chunk, seq, mask, feats)
-    bar.close()
-    writer.finalize()
+    fasta_sha256 = file_sha256(Path(cfg.fasta))
+    if config is not None:
+        planned = store_attrs(cfg, table, info, None, n_tokens, n_masked, fasta_sha256)
+        _check_resumable(cfg, planned)
+    out_existed = Path(cfg.out).exists()
+    lock = lock_store(cfg.out, cfg.overwrite)  # a second writer is refused before the weights
+    try:
+        # The expensive part: weights, gate, then the store.
+        teacher, report = _gated_teacher(cfg, n_tokens, device, dtype)
+    except BaseException:
+        lock.release()
+        if not out_existed and store_state(cfg.out) == "absent":
+            shutil.rmtree(cfg.out, ignore_errors=True)  # only the folder made for the lock
+        raise
+    attrs = store_attrs(cfg, table, teacher.info, report, n_tokens, n_masked, fasta_sha256)
+    with StoreWriter.open_or_create(cfg.out, attrs, table, cfg.overwrite, lock) as writer:
+        pending = writer.pending_chunks()
+        n_pending = sum(len(range(attrs.n_records)[attrs.chunk_slice(c)]) for c in pending)
+        # Closed on any error too, so the one-line error starts a line of its own.
+        with tqdm(total=n_pending, desc="extracting", unit="win", disable=not cfg.progress) as bar:
+            for chunk in pending:
+                seq, mask, feats = extract_chunk(
+                    fasta, table, teacher, attrs, chunk, cfg.batch_size, bar
+                )
+                writer.write_chunk(chunk, seq, mask, feats)
+        writer.finalize()
     return ExtractSummary(
         store=Path(cfg.out),
         windows=attrs.n_records,
         written_windows=n_pending,
         teacher_tokens=n_pending * n_tokens,
         skipped_n_windows=table.skipped_n,
+        skipped_ambiguous_windows=table.skipped_ambiguous,
         bytes_on_disk=directory_bytes(Path(cfg.out)),
         seconds=time.perf_counter() - t0,
     )
@@ -141,46 +174,58 @@ def _check_options(cfg: ExtractConfig) -> tuple[int, int]:
     """(tokens, masked tokens) per window, or a ConfigError before anything is loaded."""
     if cfg.batch_size <= 0:
         raise ConfigError(f"--batch-size must be positive, got {cfg.batch_size}")
+    if cfg.chunk_records is not None and cfg.chunk_records <= 0:
+        raise ConfigError(f"--chunk-records must be positive, got {cfg.chunk_records}")
     n_tokens = dna.groups_per_window(cfg.window_bp)
     if not 0.0 < cfg.mask_ratio < 1.0:
         raise ConfigError(f"--mask-ratio must be between 0 and 1, got {cfg.mask_ratio}")
     return n_tokens, masking.n_masked(n_tokens, cfg.mask_ratio)
 
 
+def _check_window_fits(cfg: ExtractConfig, n_tokens: int, max_tokens: int) -> None:
+    if n_tokens + 1 > max_tokens:
+        raise ConfigError(
+            f"--window-bp {cfg.window_bp} needs {n_tokens + 1} teacher tokens with <cls>, more "
+            f"than the teacher's maximum of {max_tokens}"
+        )
+
+
+def _check_resumable(cfg: ExtractConfig, planned: schema.StoreAttrs) -> None:
+    """Refuse, before the weights load, a store at --out that holds another extraction."""
+    if cfg.overwrite or store_state(cfg.out) != "store":
+        return
+    if not read_attrs(cfg.out).same_extraction(planned):
+        raise StoreError(
+            f"{cfg.out} already holds a different extraction (other FASTA, teacher or "
+            "options); pass --overwrite to replace it or choose another --out"
+        )
+
+
 def _gated_teacher(
-    cfg: ExtractConfig, n_tokens: int
+    cfg: ExtractConfig, n_tokens: int, device: torch.device, dtype: torch.dtype
 ) -> tuple[teacher_mod.Teacher, gate.GateReport]:
     """Load the teacher and run the gate: both before a single byte is written."""
-    device = device_rule.resolve_device(cfg.device)
     teacher = teacher_mod.load_teacher(
-        cfg.teacher,
-        device,
-        teacher_mod.resolve_dtype(cfg.dtype, device),
-        cfg.layers,
-        cfg.revision,
-        cfg.trust_remote_code,
+        cfg.teacher, device, dtype, cfg.layers, cfg.revision, cfg.trust_remote_code
     )
+    _check_window_fits(cfg, n_tokens, teacher.max_tokens)
     report = gate.check_teacher(teacher, cfg.min_teacher_accuracy)
     if cfg.progress:
         tqdm.write(f"teacher gate: {report.summary()}")
-    if n_tokens + 1 > teacher.max_tokens:
-        raise ConfigError(
-            f"--window-bp {cfg.window_bp} needs {n_tokens + 1} teacher tokens with <cls>, more "
-            f"than the teacher's maximum of {teacher.max_tokens}"
-        )
     return teacher, report
 
 
 def store_attrs(
     cfg: ExtractConfig,
     table: windows.WindowTable,
-    teacher: teacher_mod.Teacher,
-    report: gate.GateReport,
+    info: schema.TeacherInfo,
+    report: gate.GateReport | None,
     n_tokens: int,
     n_masked: int,
+    fasta_sha256: str,
 ) -> schema.StoreAttrs:
-    """The attributes of the store these options describe (compared on resume)."""
-    fasta_sha256 = file_sha256(Path(cfg.fasta))
+    """The attributes of the store these options describe (compared on resume); new stores
+    carry checksums."""
     return schema.StoreAttrs(
         k=dna.K,
         window_bp=cfg.window_bp,
@@ -190,24 +235,26 @@ def store_attrs(
         mask_seed=cfg.seed,
         n_records=len(table),
         chunk_records=cfg.chunk_records
-        or schema.default_chunk_records(n_tokens - n_masked, teacher.info.hidden_size),
+        or schema.default_chunk_records(n_tokens - n_masked, info.hidden_size),
         contigs=table.contigs,
         strands=cfg.strands,
         skipped_n_windows=table.skipped_n,
+        skipped_ambiguous_windows=table.skipped_ambiguous,
         max_windows=cfg.max_windows,
-        teacher=teacher.info,
+        teacher=info,
         fasta=schema.FastaInfo(
             path=str(Path(cfg.fasta).resolve()),
             size=Path(cfg.fasta).stat().st_size,
             sha256=fasta_sha256,
         ),
         had_version=had_cache.__version__,
-        teacher_gate=report.to_json(),
+        teacher_gate=report.to_json() if report else None,
+        checksum=schema.CHECKSUM,
         provenance=provenance(
             seeds={"mask_seed": cfg.seed},
             inputs={
                 "fasta_sha256": fasta_sha256,
-                "teacher_weights_sha256": teacher.info.weights_sha256,
+                "teacher_weights_sha256": info.weights_sha256,
             },
         ),
     )

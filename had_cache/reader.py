@@ -1,7 +1,9 @@
 """The one way to read a store: validated attributes and whole-chunk reads.
 
 Reading record by record through zarr costs milliseconds each, so readers take whole chunks
-(megabytes) and shuffle in memory. A reader opens the group lazily in each process, so a
+(megabytes) and shuffle in memory. Every chunk is checked as it is read: a chunk file that is
+missing (zarr would serve fill values), fails its crc32c checksum (schema 2.1) or holds
+non-finite features is refused in one line naming the array and chunk, never trained on. A reader opens the group lazily in each process, so a
 DataLoader worker never inherits an open store across fork.
 """
 
@@ -27,6 +29,23 @@ class Records:
     seq: np.ndarray  # uint8 [n, W]
     mask: np.ndarray  # bool [n, T]
     teacher: np.ndarray  # schema.TEACHER_DTYPE [n, T - M, D], features of the reader's layer
+
+
+class ChunkError(StoreError):
+    """One chunk of one array is missing or damaged (its file, checksum or values)."""
+
+    def __init__(self, path: Path, name: str, chunk: int, what: str) -> None:
+        self.name, self.chunk, self.what = name, chunk, what
+        super().__init__(
+            f"{path}: chunk {chunk} of array {name} {what}; the store is damaged. "
+            f"`had-cache verify {path} --repair` marks damaged chunks for re-extraction, then "
+            "rerun the same `had-cache extract` command"
+        )
+
+
+def chunk_problem(path: Path, name: str, chunk: int, what: str) -> ChunkError:
+    """The one wording of a damaged chunk, with the way out."""
+    return ChunkError(path, name, chunk, what)
 
 
 def open_group(path: Path, mode: str = "r") -> zarr.Group:
@@ -98,14 +117,69 @@ class CacheReader:
     def __len__(self) -> int:
         return self.attrs.n_records
 
+    def layout(self, name: str) -> tuple[tuple[int, ...], np.dtype, tuple[int, ...]] | None:
+        """(shape, dtype, chunk shape) of array `name` as stored, None if it is missing."""
+        try:
+            array = self.group[name]
+        except (KeyError, zarr.errors.NodeNotFoundError):
+            return None
+        return tuple(array.shape), np.dtype(array.dtype), tuple(array.chunks)
+
+    def has_checksums(self, name: str) -> bool:
+        """True if array `name` carries the crc32c codec (schema 2.1 stores)."""
+        return any(type(c).__name__ == "Crc32cCodec" for c in self.group[name].compressors)
+
+    def chunk_present(self, name: str, chunk: int) -> bool:
+        """True if the file of chunk `chunk` (along the record axis) of array `name` exists."""
+        array = self.group[name]
+        coords = (chunk,) + (0,) * (array.ndim - 1)
+        key = array.metadata.chunk_key_encoding.encode_chunk_key(coords)
+        return (self.path / name / key).is_file()
+
+    def must_exist(self, name: str) -> bool:
+        """Whether every done chunk of `name` must have a file: always for records' data; for
+        the index arrays only where every chunk is written (2.1), as 2.0 skipped chunks equal
+        to the fill value."""
+        return name not in schema.INDEX_ARRAYS or self.attrs.checksum is not None
+
+    def read_array_chunk(self, name: str, chunk: int, check_present: bool = True) -> np.ndarray:
+        """One chunk of array `name`, refused (StoreError naming it) if missing or damaged."""
+        if check_present and self.must_exist(name) and not self.chunk_present(name, chunk):
+            raise chunk_problem(self.path, name, chunk, "is missing (its file was deleted)")
+        array = self.group[name]
+        lo = chunk * array.chunks[0]
+        rows = slice(lo, min(lo + array.chunks[0], array.shape[0]))
+        try:
+            data = array[rows]
+        except Exception as err:  # zarr's codecs raise ValueError, RuntimeError, ... on damage
+            what = (
+                "fails its crc32c checksum (its bytes changed after writing)"
+                if "checksum" in str(err)
+                else f"cannot be decoded ({type(err).__name__}: {err})"
+            )
+            raise chunk_problem(self.path, name, chunk, what) from None
+        if data.dtype.kind == "f" and not np.isfinite(data).all():
+            bad = int((~np.isfinite(data)).sum())
+            raise chunk_problem(self.path, name, chunk, f"holds {bad} non-finite values")
+        return data
+
+    def _read_rows(self, name: str, rows: slice) -> np.ndarray:
+        c = self.attrs.chunk_records
+        first, last = rows.start // c, (rows.stop - 1) // c
+        parts = [self.read_array_chunk(name, chunk) for chunk in range(first, last + 1)]
+        data = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return data[rows.start - first * c : rows.stop - first * c]
+
     def read(self, rows: slice) -> Records:
-        """Records in `rows` (a contiguous range; chunk-aligned ranges are fastest)."""
-        g = self.group
+        """Records in `rows` (a contiguous range; chunk-aligned ranges are fastest), each chunk
+        checked for presence, checksum and finite features."""
+        if rows.stop <= rows.start:
+            raise ValueError(f"empty record range {rows}")
         return Records(
             index=np.arange(rows.start, rows.stop, dtype=np.int64),
-            seq=g[schema.SEQ][rows],
-            mask=g[schema.MASK][rows],
-            teacher=g[schema.teacher_array(self.layer)][rows],
+            seq=self._read_rows(schema.SEQ, rows),
+            mask=self._read_rows(schema.MASK, rows),
+            teacher=self._read_rows(schema.teacher_array(self.layer), rows),
         )
 
     def take(

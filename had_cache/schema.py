@@ -25,8 +25,9 @@ import numpy as np
 from had_common.errors import ConfigError, HadError
 from had_common.versions import check_readable
 
-SCHEMA_VERSION = "2.0"
-"""2.0: the layout of schema 2 (stores written as a bare `2` read as 2.0)."""
+SCHEMA_VERSION = "2.1"
+"""2.0: the layout of schema 2 (stores written as a bare `2` read as 2.0). 2.1: crc32c checksums
+on every chunk, every chunk written (the `checksum` attribute)."""
 FORMAT_NAME = "had-cache"
 ATTRS_KEY = "had"
 
@@ -42,10 +43,23 @@ START = "start"
 STRAND = "strand"
 CHUNK_DONE = "chunk_done"
 
+CHECKSUM = "crc32c"
+"""The checksum codec new stores carry in every array's codec chain (zarr's `Crc32cCodec`)."""
+LOCK_FILE = "had.lock"
+"""The writer's lock file in the store folder (`had_common.lock`): who writes it, since when."""
+CREATING_MARKER = "had.creating"
+"""Present while a store is being created, removed once its arrays and attributes exist: a folder
+holding it is a store of ours that a rerun recreates."""
+INDEX_ARRAYS = (CONTIG, START, STRAND)
+"""Written whole at creation (the window table), not chunk by chunk."""
+
+
+TEACHER_PREFIX = "teacher_layer_"
+
 
 def teacher_array(layer: int) -> str:
     """Name of the features array of teacher hidden_states index `layer` (non-negative)."""
-    return f"teacher_layer_{layer}"
+    return f"{TEACHER_PREFIX}{layer}"
 
 
 TEACHER_DTYPE = np.dtype("float16")
@@ -122,6 +136,8 @@ class StoreAttrs:
     schema_version: int = SCHEMA_VERSION
     format: str = FORMAT_NAME
     complete: bool = False
+    checksum: str | None = None
+    skipped_ambiguous_windows: int = 0
     teacher_gate: dict[str, Any] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -165,6 +181,8 @@ class StoreAttrs:
         # The format version says how the attributes are written, not what was extracted.
         for volatile in (
             "complete",
+            "checksum",
+            "skipped_ambiguous_windows",
             "had_version",
             "schema_version",
             "teacher_gate",

@@ -209,15 +209,8 @@ def _from_hub(name: str, dtype: torch.dtype, kwargs: dict) -> tuple[object, torc
     return _from_pretrained(name, dtype, kwargs)
 
 
-def load_teacher(
-    name: str,
-    device: torch.device,
-    dtype: torch.dtype,
-    layers: Sequence[int] = DEFAULT_LAYERS,
-    revision: str | None = None,
-    trust_remote_code: bool = True,
-) -> Teacher:
-    """Load tokenizer and masked LM by hub id or folder, offline-first, and freeze it."""
+def _source(name: str) -> tuple[str, Path, bool]:
+    """(what to load from, the folder it names, whether it is a path rather than a hub id)."""
     source = str(DEMO_TEACHER_DIR) if name == DEMO_TEACHER else name
     folder = Path(source).expanduser()
     is_path = folder.is_dir() or source.startswith((".", "/", "~"))
@@ -227,21 +220,72 @@ def load_teacher(
         )
     if is_path and not folder.is_dir():
         raise TeacherError(f"--teacher {name}: no such folder")
+    if is_path:
+        check_folder(folder, name)
+    return source, folder, is_path
+
+
+FOLDER_PARTS = {
+    "config.json": ("config.json",),
+    "weights (*.safetensors or *.bin)": ("*.safetensors", "*.bin", "*.safetensors.index.json"),
+    "tokenizer (vocab.txt or tokenizer.json)": ("vocab.txt", "tokenizer.json"),
+}
+"""What a teacher folder must hold, as Hugging Face `save_pretrained` writes it."""
+
+
+def check_folder(folder: Path, name: str) -> None:
+    """TeacherError naming every part a teacher folder lacks (an empty or half-copied folder)."""
+    missing = [
+        part
+        for part, patterns in FOLDER_PARTS.items()
+        if not any(next(folder.glob(p), None) for p in patterns)
+    ]
+    if missing:
+        raise TeacherError(
+            f"--teacher {name} is not a Hugging Face model folder: it has no "
+            f"{', no '.join(missing)}; make one with `hf download {PAPER_TEACHER} --local-dir "
+            f"{name}` (or pass a hub id)"
+        )
+
+
+def load_config(name: str, revision: str | None = None, trust_remote_code: bool = True) -> object:
+    """The teacher's config alone (no weights), or None where a hub id is not in the local
+    cache (then loading the teacher itself says why): what checks before the weights read."""
+    from transformers import AutoConfig
+
+    source, folder, is_path = _source(name)
     kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
     try:
         if is_path:
-            tokenizer, model = _from_pretrained(str(folder), dtype, kwargs)
-        else:
-            tokenizer, model = _from_hub(name, dtype, kwargs)
-    except (OSError, ValueError) as err:
-        raise TeacherError(f"cannot load the teacher {name!r}: {err}") from err
-    _check_vocabulary(tokenizer, name)
-    model.eval().requires_grad_(False).to(device)
-    config = model.config
+            return AutoConfig.from_pretrained(str(folder), **kwargs)
+        return AutoConfig.from_pretrained(source, local_files_only=True, **kwargs)
+    except OSError:
+        if is_path:
+            raise TeacherError(f"cannot read the config of the teacher {name!r}") from None
+        return None
+    except ValueError as err:
+        raise TeacherError(f"cannot read the config of the teacher {name!r}: {err}") from None
+
+
+def max_tokens(config: object) -> int:
+    """Tokens a teacher reads, `<cls>` included. ESM counts two extra position slots (NTv2:
+    2,050 -> at most 2,048 tokens with <cls>)."""
+    return int(getattr(config, "max_position_embeddings", 1 << 30)) - 2
+
+
+def teacher_info(
+    name: str,
+    config: object,
+    dtype: torch.dtype,
+    layers: Sequence[int] = DEFAULT_LAYERS,
+    revision: str | None = None,
+) -> TeacherInfo:
+    """What the store records of a teacher: from its name, folder and config (no weights)."""
+    _, folder, is_path = _source(name)
     num_layers = int(config.num_hidden_layers)
     if not layers:
         raise ConfigError("--layers needs at least one layer")
-    info = TeacherInfo(
+    return TeacherInfo(
         # Loadable again from any working directory: `demo`, an absolute folder, or a hub id.
         name_or_path=DEMO_TEACHER
         if name == DEMO_TEACHER
@@ -257,28 +301,48 @@ def load_teacher(
         token_dropout=getattr(config, "token_dropout", None),
         mask_token_id=tokenize.MASK_ID,
     )
-    # ESM counts two extra position slots (NTv2: 2,050 -> at most 2,048 tokens with <cls>).
-    max_tokens = int(getattr(config, "max_position_embeddings", 1 << 30)) - 2
-    return Teacher(model=model, info=info, device=device, max_tokens=max_tokens)
+
+
+def load_teacher(
+    name: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    layers: Sequence[int] = DEFAULT_LAYERS,
+    revision: str | None = None,
+    trust_remote_code: bool = True,
+) -> Teacher:
+    """Load tokenizer and masked LM by hub id or folder, offline-first, and freeze it."""
+    source, folder, is_path = _source(name)
+    if not layers:
+        raise ConfigError("--layers needs at least one layer")
+    kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
+    try:
+        if is_path:
+            tokenizer, model = _from_pretrained(str(folder), dtype, kwargs)
+        else:
+            tokenizer, model = _from_hub(name, dtype, kwargs)
+    except (OSError, ValueError) as err:
+        raise TeacherError(f"cannot load the teacher {name!r}: {err}") from err
+    _check_vocabulary(tokenizer, name)
+    model.eval().requires_grad_(False).to(device)
+    info = teacher_info(name, model.config, dtype, layers, revision)
+    return Teacher(model=model, info=info, device=device, max_tokens=max_tokens(model.config))
 
 
 def teacher_parameter_count(
     name: str, revision: str | None = None, trust_remote_code: bool = True
-) -> int:
+) -> int | None:
     """Parameters of a teacher's encoder from its config alone (built on the meta device, no
-    weights read): to decide what a machine can afford before loading anything."""
-    from transformers import AutoConfig, AutoModel
+    weights read), to decide what a machine can afford before loading anything; None for a
+    hub id that is not in the local cache."""
+    from transformers import AutoModel
 
-    source = str(DEMO_TEACHER_DIR) if name == DEMO_TEACHER else name
+    config = load_config(name, revision, trust_remote_code)
+    if config is None:
+        return None
     try:
-        config = AutoConfig.from_pretrained(
-            source,
-            revision=revision,
-            trust_remote_code=trust_remote_code,
-            local_files_only=not hub_reachable() if not Path(source).is_dir() else True,
-        )
         with torch.device("meta"):
             model = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
-        raise TeacherError(f"cannot read the teacher {name!r}'s config: {err}") from err
+        raise TeacherError(f"cannot build the teacher {name!r} from its config: {err}") from err
     return sum(p.numel() for p in model.parameters())

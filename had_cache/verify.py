@@ -1,8 +1,11 @@
-"""Check a store against its teacher: recompute features of sampled records and compare.
+"""Check a store: every chunk's integrity, and (on request) its features against its teacher.
 
-A store that silently disagrees with its teacher (another checkpoint, another layer, dropout
-left on, a writer bug) trains a student towards the wrong target; this is the check that
-catches it before anyone spends GPU hours on it.
+`check_integrity` reads every chunk of every array: present, checksum (schema 2.1), shape and
+dtype as the schema says, finite features, exactly M masked groups per record, bases A/C/G/T;
+the first problem is named by array and chunk. A store that silently disagrees with its teacher
+(another checkpoint, another layer, dropout left on, a writer bug) trains a student towards the
+wrong target; `verify_store` recomputes sampled records and catches that before anyone spends
+GPU hours on it.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from had_cache import schema
 from had_cache.gate import GateReport
-from had_cache.reader import CacheReader
+from had_cache.reader import CacheReader, ChunkError, chunk_problem, open_group
 from had_cache.schema import StoreError
 from had_cache.teacher import AUTO_DTYPE, load_teacher, resolve_dtype
 from had_common.device import AUTO, resolve_device
@@ -32,13 +36,6 @@ class VerifyReport:
     cosine: dict[int, np.ndarray]  # per stored layer, per record: stored vs recomputed features
     max_abs: float  # largest absolute difference over all checked features
 
-    @property
-    def worst(self) -> tuple[int, int, float]:
-        """(layer, record, cosine) of the least similar record over all layers."""
-        layer = min(self.cosine, key=lambda k: self.cosine[k].min())
-        i = int(self.cosine[layer].argmin())
-        return layer, int(self.records[i]), float(self.cosine[layer][i])
-
     def lines(self) -> list[str]:
         head = ", ".join(map(str, self.records[:8])) + (" ..." if len(self.records) > 8 else "")
         return [
@@ -51,11 +48,21 @@ class VerifyReport:
         ]
 
     def check(self, min_cosine: float) -> None:
-        """StoreError if any checked record is less similar than `min_cosine`."""
-        layer, worst, cosine = self.worst
-        if cosine < min_cosine:
+        """StoreError if any checked record is less similar than `min_cosine` (or not a number:
+        NaN features never compare below a threshold, so they are failures by name)."""
+        for layer, c in self.cosine.items():
+            bad = np.flatnonzero(~(c >= min_cosine))  # True for NaN too
+            if not len(bad):
+                continue
+            i = int(bad[np.argmin(np.nan_to_num(c[bad], nan=-np.inf))])
+            record, cosine = int(self.records[i]), float(c[i])
+            if np.isnan(cosine):
+                raise StoreError(
+                    f"record {record} has a NaN cosine at teacher layer {layer}: its stored or "
+                    "recomputed features are not finite; the store cannot be trusted"
+                )
             raise StoreError(
-                f"record {worst} has cosine {cosine:.4f} < {min_cosine} at teacher layer "
+                f"record {record} has cosine {cosine:.4f} < {min_cosine} at teacher layer "
                 f"{layer}: the store does not match its teacher (other weights, layer or masking?)"
             )
 
@@ -102,13 +109,127 @@ def verify_store(
     )
 
 
+@dataclass(frozen=True)
+class IntegrityReport:
+    """What `check_integrity` read, and the problems it found (empty: the store is sound)."""
+
+    store: Path
+    checksums: bool
+    written_as: str
+    chunks_read: int
+    arrays: int
+    problems: list[tuple[str, int | None, str]]  # (array, chunk or None, what)
+
+    def lines(self) -> list[str]:
+        sums = (
+            f"crc32c checksums verified on {self.chunks_read:,} chunks of {self.arrays} arrays"
+            if self.checksums
+            else f"no checksums in this store (schema {self.written_as}); "
+            f"{self.chunks_read:,} chunks of {self.arrays} arrays read and checked for "
+            "presence, shape and finite values"
+        )
+        return [f"integrity        {sums}"]
+
+    def check(self) -> None:
+        """StoreError naming the first problem's array and chunk, and how many there are."""
+        if not self.problems:
+            return
+        name, chunk, what = self.problems[0]
+        more = (
+            f" ({len(self.problems) - 1} more problem(s) found)" if len(self.problems) > 1 else ""
+        )
+        if chunk is None:
+            raise StoreError(f"{self.store}: array {name} {what}{more}")
+        err = chunk_problem(self.store, name, chunk, what)
+        raise StoreError(f"{err}{more}")
+
+    @property
+    def bad_chunks(self) -> list[int]:
+        return sorted({c for _, c, _ in self.problems if c is not None})
+
+
+def check_integrity(path: Path, max_problems: int = 100) -> IntegrityReport:
+    """Read every done chunk of every array of the store at `path` and check it (see module)."""
+    reader = CacheReader(path, require_complete=False)
+    a = reader.attrs
+    written_as = str(dict(open_group(path).attrs)[schema.ATTRS_KEY].get("schema_version"))
+    problems: list[tuple[str, int | None, str]] = []
+    specs = schema.array_specs(a)
+    for name, expected in specs.items():
+        found = reader.layout(name)
+        if found is None:
+            problems.append((name, None, "is missing"))
+        elif found != expected:
+            problems.append((name, None, f"has shape, dtype, chunks {found}, expected {expected}"))
+    if problems:
+        return IntegrityReport(
+            Path(path), a.checksum is not None, written_as, 0, len(specs), problems
+        )
+    checksums = all(reader.has_checksums(name) for name in specs)
+    done = np.zeros(a.n_chunks, dtype=bool)
+    for chunk in range(a.n_chunks):  # one marker per chunk: a damaged one names its chunk
+        try:
+            done[chunk] = reader.read_array_chunk(schema.CHUNK_DONE, chunk, check_present=False)[0]
+        except ChunkError as err:
+            problems.append((err.name, chunk, err.what))
+    n_read = a.n_chunks
+    for chunk in np.flatnonzero(done):
+        chunk = int(chunk)
+        for name in specs:
+            if name == schema.CHUNK_DONE:
+                continue
+            try:
+                data = reader.read_array_chunk(name, chunk)
+            except ChunkError as err:
+                problems.append((name, chunk, err.what))
+            else:
+                what = _content_problem(a, name, data)
+                if what:
+                    problems.append((name, chunk, what))
+            n_read += 1
+        if len(problems) >= max_problems:
+            break
+    if a.complete and not done.all():
+        problems.append(
+            (schema.CHUNK_DONE, None, "says not every chunk is done in a complete store")
+        )
+    return IntegrityReport(Path(path), checksums, written_as, n_read, len(specs), problems)
+
+
+def _content_problem(a: schema.StoreAttrs, name: str, data: np.ndarray) -> str | None:
+    """What is wrong with a decoded chunk's values, by the schema's rules (None: nothing)."""
+    if name == schema.MASK:
+        counts = data.sum(axis=1)
+        if (counts != a.n_masked).any():
+            return f"has a record with {int(counts[counts != a.n_masked][0])} masked groups, not {a.n_masked}"
+    if name == schema.SEQ and (data > 3).any():
+        return "holds codes other than A, C, G, T"
+    return None
+
+
+def repair_marks(path: Path, report: IntegrityReport) -> list[int]:
+    """Unmark the damaged chunks of `report` so that rerunning extraction rewrites them."""
+    from had_cache.writer import unmark_chunks
+
+    return unmark_chunks(path, report.bad_chunks)
+
+
 def describe_store(path: Path, as_json: bool = False) -> list[str]:
     """`had-cache inspect`: a summary of a (possibly incomplete) store, or its attributes."""
-    a = CacheReader(path, require_complete=False).attrs
+    reader = CacheReader(path, require_complete=False)
+    a = reader.attrs
     if as_json:
         return [json.dumps(a.to_json(), indent=2)]
+    missing = _missing_chunks(reader)
+    state = "complete" if a.complete else "INCOMPLETE"
+    if missing:
+        name, chunk = missing[0]
+        state += (
+            f", DAMAGED: {len(missing)} chunk file(s) missing, first chunk {chunk} of {name}; "
+            f"run `had-cache verify {path}`"
+        )
     return [
-        f"store      {path} ({'complete' if a.complete else 'INCOMPLETE'})",
+        f"store      {path} ({state})",
         f"teacher    {a.teacher.name_or_path} "
         f"layer{'s' if len(a.teacher.layers) > 1 else ''} "
         f"{', '.join(map(str, a.teacher.layers))} of 0..{a.teacher.num_layers} "
@@ -119,5 +240,14 @@ def describe_store(path: Path, as_json: bool = False) -> list[str]:
         "gate       "
         + (GateReport(**a.teacher_gate).summary() if a.teacher_gate else "not recorded"),
         f"chunks     {a.n_chunks} x {a.chunk_records} records",
-        f"schema     {a.schema_version}",
+        f"schema     {a.schema_version}"
+        + (", crc32c checksums" if a.checksum else ", no checksums"),
     ]
+
+
+def _missing_chunks(reader: CacheReader) -> list[tuple[str, int]]:
+    """(array, chunk) of every done chunk whose file is missing (a stat per chunk, no reads)."""
+    a = reader.attrs
+    done = np.flatnonzero([reader.chunk_present(schema.CHUNK_DONE, c) for c in range(a.n_chunks)])
+    names = [n for n in schema.array_specs(a) if n != schema.CHUNK_DONE and reader.must_exist(n)]
+    return [(n, int(c)) for c in done for n in names if not reader.chunk_present(n, int(c))]

@@ -50,14 +50,20 @@ class WindowTable:
     contig: np.ndarray  # int32 [N], index into `contigs`
     start: np.ndarray  # int64 [N], 0-based start on the forward strand
     strand: np.ndarray  # int8 [N], +1 forward, -1 reverse complement
-    skipped_n: int
+    skipped_n: int  # windows skipped for any base other than A, C, G, T
+    skipped_ambiguous: int = 0  # of those, windows with IUPAC ambiguity codes but no N
 
     def __len__(self) -> int:
         return len(self.start)
 
     def take(self, index: np.ndarray) -> WindowTable:
         return WindowTable(
-            self.contigs, self.contig[index], self.start[index], self.strand[index], self.skipped_n
+            self.contigs,
+            self.contig[index],
+            self.start[index],
+            self.strand[index],
+            self.skipped_n,
+            self.skipped_ambiguous,
         )
 
 
@@ -102,6 +108,8 @@ def open_fasta(path: str | Path) -> pyfaidx.Fasta:
     """Open a plain, bgzip or plain-gzip FASTA (`demo`: the embedded slice) with pyfaidx,
     building the .fai once if missing."""
     path = fasta_path(path)
+    if path.is_dir():
+        raise FastaError(f"--fasta {path} is a folder; give the FASTA file itself")
     if not path.is_file():
         raise FastaError(f"FASTA file not found: {path}")
     readable = path
@@ -109,7 +117,14 @@ def open_fasta(path: str | Path) -> pyfaidx.Fasta:
         readable = _decompress_plain_gzip(path)
     try:
         return pyfaidx.Fasta(str(readable), as_raw=True, sequence_always_upper=True)
-    except (pyfaidx.FastaIndexingError, pyfaidx.UnsupportedCompressionFormat, ValueError) as err:
+    except ValueError as err:
+        if str(err).startswith("Duplicate key"):
+            name = str(err).removeprefix("Duplicate key").strip()
+            raise FastaError(
+                f"{path} names two contigs {name}: contig names must be unique"
+            ) from err
+        raise FastaError(f"cannot index {path} as FASTA: {err}") from err
+    except (pyfaidx.FastaIndexingError, pyfaidx.UnsupportedCompressionFormat) as err:
         raise FastaError(f"cannot index {path} as FASTA: {err}") from err
     except OSError as err:
         raise FastaError(
@@ -136,6 +151,34 @@ def select_contigs(names: list[str], spec: str) -> list[str]:
     return wanted
 
 
+def check_contig_lengths(
+    fasta: pyfaidx.Fasta, names: list[str], window_bp: int, explicit: bool
+) -> None:
+    """From the FASTA index alone: refuse contigs named by the user that are shorter than a
+    window, and a selection in which no contig holds one window."""
+    lengths = {name: len(fasta[name]) for name in names}
+    short = [f"{n} ({length:,} bp)" for n, length in lengths.items() if length < window_bp]
+    if explicit and short:
+        raise ConfigError(
+            f"--contigs: {', '.join(short[:5])} shorter than one --window-bp {window_bp} window"
+        )
+    if lengths and max(lengths.values()) < window_bp:
+        longest = max(lengths, key=lengths.get)
+        raise FastaError(
+            f"every selected contig is shorter than --window-bp {window_bp} (longest: {longest}, "
+            f"{lengths[longest]:,} bp); lower --window-bp or choose other --contigs"
+        )
+
+
+def _refuse_invalid(name: str, classes: np.ndarray, seq: object) -> None:
+    pos = int(np.flatnonzero(classes == dna.INVALID)[0])
+    char = str(seq[pos : pos + 1])
+    raise FastaError(
+        f"contig {name} holds {char!r} at position {pos + 1:,}, which is no nucleotide letter "
+        "(A, C, G, T, N or an IUPAC ambiguity code); is this a FASTA of DNA?"
+    )
+
+
 def plan_windows(
     fasta: pyfaidx.Fasta,
     window_bp: int,
@@ -151,17 +194,22 @@ def plan_windows(
     if strands not in STRAND_CHOICES:
         raise ConfigError(f"--strands must be one of {STRAND_CHOICES}, got {strands!r}")
     names = select_contigs(list(fasta.keys()), contigs)
-    contig_idx, starts, skipped = [], [], 0
+    check_contig_lengths(fasta, names, window_bp, explicit=contigs not in CONTIG_CHOICES)
+    contig_idx, starts, skipped, ambiguous = [], [], 0, 0
     for i, name in enumerate(
-        tqdm(names, desc="scanning contigs", unit="contig", disable=not progress)
+        tqdm(names, desc="scanning contigs", unit="contig", disable=not progress, delay=2)
     ):
         length = len(fasta[name])
         n_win = length // window_bp
         if n_win == 0:
             continue
-        codes = dna.encode(fasta[name][: n_win * window_bp]).reshape(n_win, window_bp)
-        clean = np.flatnonzero(~dna.is_n(codes).any(axis=1))
+        classes = dna.letter_classes(fasta[name][: n_win * window_bp])
+        per_window = classes.reshape(n_win, window_bp).max(axis=1)
+        if (per_window == dna.INVALID).any():
+            _refuse_invalid(name, classes, fasta[name])
+        clean = np.flatnonzero(per_window == dna.CLEAN)
         skipped += n_win - len(clean)
+        ambiguous += int((per_window == dna.AMBIGUOUS).sum())
         contig_idx.append(np.full(len(clean), i, dtype=np.int32))
         starts.append(clean.astype(np.int64) * window_bp)
     if not starts or sum(len(s) for s in starts) == 0:
@@ -176,7 +224,7 @@ def plan_windows(
         # Reverse-complement windows are their own records (never flip cached features).
         contig, start = np.repeat(contig, 2), np.repeat(start, 2)
         strand = np.tile(np.array([1, -1], dtype=np.int8), len(strand))
-    table = WindowTable(names, contig, start, strand, skipped)
+    table = WindowTable(names, contig, start, strand, skipped, ambiguous)
     if max_windows is not None and max_windows < len(table):
         if max_windows <= 0:
             raise ConfigError(f"--max-windows must be positive, got {max_windows}")

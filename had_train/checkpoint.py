@@ -2,7 +2,8 @@
 
 A checkpoint is written into `step-N.tmp/`, the marker file is written last, and the folder is
 renamed into place, so a kill at any moment leaves the previous checkpoint intact. The oldest
-complete checkpoints beyond `keep` are purged.
+complete checkpoints beyond `keep` are purged marker first, so a kill mid-purge never leaves a
+"complete" checkpoint with files missing. A full disk is one line naming the space needed.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import torch
 
 from had_common.checksums import files_sha256
 from had_common.errors import HadError
+from had_common.files import disk_full_guard
 
 MARKER = "COMPLETE"
 TRAINER_STATE = "trainer_state.json"
 OPTIMIZER_STATE = "optimizer.pt"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
+_LEFTOVER = re.compile(r"^step-(\d+)(\.tmp)?$")
 
 
 class CheckpointError(HadError):
@@ -60,16 +63,59 @@ def save_checkpoint(
     final = step_dir(run_dir, step)
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    torch.save(optimizer.state_dict(), tmp / OPTIMIZER_STATE)
-    (tmp / TRAINER_STATE).write_text(json.dumps(state | {"step": step}, indent=2))
-    (tmp / MARKER).write_text(f"{step}\n")
+    try:
+        with disk_full_guard(
+            tmp,
+            f"writing checkpoint step {step}",
+            lambda: checkpoint_bytes(model),
+            then="free space and rerun with --resume: it continues from the latest checkpoint",
+        ):
+            model.save_pretrained(tmp)
+            torch.save(optimizer.state_dict(), tmp / OPTIMIZER_STATE)
+            (tmp / TRAINER_STATE).write_text(json.dumps(state | {"step": step}, indent=2))
+            (tmp / MARKER).write_text(f"{step}\n")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # half a checkpoint counts for nothing
+        raise
     if final.exists():
-        shutil.rmtree(final)
+        _remove(final)
     tmp.rename(final)
-    for _, old in complete_checkpoints(run_dir)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+    _purge(run_dir, step, keep)
     return final
+
+
+def _purge(run_dir: Path, step: int, keep: int) -> None:
+    """Delete complete checkpoints beyond the newest `keep` (none if keep <= 0) and what killed
+    runs left of older steps: unmarked folders (a purge cut short) and `.tmp` folders."""
+    complete = complete_checkpoints(run_dir)
+    kept = {path for _, path in (complete[-keep:] if keep > 0 else complete)}
+    for child in Path(run_dir).iterdir():
+        match = _LEFTOVER.match(child.name)
+        if match and child.is_dir() and child not in kept and int(match.group(1)) < step:
+            _remove(child)
+
+
+def checkpoint_bytes(model: Any) -> int:
+    """About what one checkpoint takes: float32 weights and AdamW's two moments."""
+    return 3 * sum(p.numel() * 4 for p in model.parameters())
+
+
+def _remove(checkpoint: Path) -> None:
+    """Delete a checkpoint so that it stops counting first (its marker), whatever kills us."""
+    (checkpoint / MARKER).unlink(missing_ok=True)
+    shutil.rmtree(checkpoint, ignore_errors=True)
+
+
+def tidy(run_dir: Path, keep: int) -> None:
+    """What killed runs left, removed by the next holder of the run's lock: half-written
+    `.tmp` folders, unmarked folders (a purge cut short) and complete checkpoints beyond `keep`."""
+    if not Path(run_dir).is_dir():
+        return
+    complete = complete_checkpoints(run_dir)
+    kept = {path for _, path in (complete[-keep:] if keep > 0 else complete)}
+    for child in Path(run_dir).iterdir():
+        if _LEFTOVER.match(child.name) and child.is_dir() and child not in kept:
+            _remove(child)
 
 
 def load_trainer_state(checkpoint: Path) -> dict[str, Any]:
@@ -86,6 +132,11 @@ def resolve_model_dir(path: Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if (path / "zarr.json").exists():
+        raise CheckpointError(
+            f"{path} is a Zarr store (a `had-cache extract` output?), not a checkpoint: train "
+            f"on it with `had-train pretrain --cache {path}` and pass the run folder here"
+        )
     if (path / "config.json").exists() and (path / MARKER).exists():
         return path
     latest = latest_checkpoint(path)

@@ -56,6 +56,18 @@ def had_loss(
     return total
 
 
+def non_finite_advice(teacher: torch.Tensor) -> str:
+    """Why a loss went non-finite, as far as the batch tells: targets that are not finite are
+    a damaged store, not a learning rate."""
+    if not torch.isfinite(teacher).all():
+        bad = int((~torch.isfinite(teacher)).sum())
+        return (
+            f"{bad} of the batch's teacher features are not finite: the store is damaged, "
+            "check it with `had-cache verify STORE`"
+        )
+    return "lower --lr"
+
+
 def check_finite(loss: torch.Tensor, where: str, advice: str = "lower --lr") -> None:
     """NonFiniteLossError naming `where` if `loss` is inf or NaN: stop before the weights are."""
     if not torch.isfinite(loss):

@@ -28,6 +28,8 @@ from tqdm.auto import tqdm
 
 from had_common.device import AUTO, resolve_device
 from had_common.errors import ConfigError, HadError
+from had_common.files import atomic_write_text
+from had_common.lock import FileLock
 from had_common.provenance import provenance
 from had_common.versions import check_readable
 from had_train import checkpoint, losses
@@ -49,6 +51,8 @@ LOSSES_FILE = "losses.csv"
 PROVENANCE_FILE = "provenance.json"
 HELD_OUT_FILE = "held_out.json"
 STORE_FILE = "store.json"
+LOCK_FILE = "run.lock"
+"""Held while a run trains (`had_common.lock`): a second `pretrain` into the same --out is refused."""
 LOSS_COLUMNS = ("step", "loss", "align", "recon", "lr", "grad_norm", "seconds")
 CONFIG_VERSION = "1.0"
 """Version of pretrain_config.json (`had_common.versions`); files without one read as 1.0."""
@@ -222,6 +226,11 @@ class Session:
     latest: Path | None  # the newest complete checkpoint
     align_weight: float
     recon_weight: float
+    lock: FileLock | None = None  # the run folder's, released by `close`
+
+    def close(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
 
     @property
     def micro_batch(self) -> int:
@@ -240,15 +249,38 @@ class StepStats:
 
 
 def setup(cfg: PretrainConfig, resume: bool = False) -> Session:
-    """Validate, open the store, build model and optimizer, restore a checkpoint when
-    resuming, and write the run's config, store attributes and provenance."""
+    """Validate, lock the run folder, open the store, build model and optimizer, restore a
+    checkpoint when resuming, and write the run's config, store attributes and provenance.
+    The caller releases the lock with `Session.close()` (`pretrain` does)."""
     validate(cfg)
     run_dir = Path(cfg.out)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"--out {run_dir} is a file; a run is a folder")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(run_dir / LOCK_FILE, "had-train pretrain").acquire()
+    except PermissionError as err:
+        raise RunError(f"--out {run_dir}: cannot write there ({err.strerror})") from None
+    try:
+        return _setup(cfg, resume, run_dir, lock)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _setup(cfg: PretrainConfig, resume: bool, run_dir: Path, lock: FileLock) -> Session:
+    if resume:
+        checkpoint.tidy(run_dir, cfg.keep_last)
     latest = checkpoint.latest_checkpoint(run_dir)
     if latest is not None and not resume:
         raise RunError(
             f"{run_dir} already has checkpoints (latest {latest.name}); pass --resume to "
             "continue it or --out for a new run"
+        )
+    if resume and latest is None:
+        tqdm.write(
+            f"note: --resume: {run_dir} has no complete checkpoint yet (the run stopped before "
+            f"its first save at step {min(cfg.save_every, cfg.steps)}); starting from step 0"
         )
     device = resolve_device(cfg.device)
     data = PretrainBatches(
@@ -277,7 +309,17 @@ def setup(cfg: PretrainConfig, resume: bool = False) -> Session:
         start = int(checkpoint.load_trainer_state(latest)["step"])
     align_weight, recon_weight = losses.objective_weights(cfg.objective, cfg.align_weight)
     session = Session(
-        cfg, run_dir, device, data, model, optimizer, start, latest, align_weight, recon_weight
+        cfg,
+        run_dir,
+        device,
+        data,
+        model,
+        optimizer,
+        start,
+        latest,
+        align_weight,
+        recon_weight,
+        lock,
     )
     _write_run_files(session)
     return session
@@ -286,15 +328,16 @@ def setup(cfg: PretrainConfig, resume: bool = False) -> Session:
 def _write_run_files(s: Session) -> None:
     """The run's config, the store's attributes, and one provenance record per start."""
     s.run_dir.mkdir(parents=True, exist_ok=True)
-    (s.run_dir / CONFIG_FILE).write_text(json.dumps(s.cfg.to_json(), indent=2))
-    (s.run_dir / STORE_FILE).write_text(json.dumps(s.data.attrs.to_json(), indent=2))
+    # Each written aside and renamed: a kill never leaves half a config for --resume to read.
+    atomic_write_text(s.run_dir / CONFIG_FILE, json.dumps(s.cfg.to_json(), indent=2))
+    atomic_write_text(s.run_dir / STORE_FILE, json.dumps(s.data.attrs.to_json(), indent=2))
     # A resumed run appends, so every command that shaped it is kept.
     prov = s.run_dir / PROVENANCE_FILE
     starts = json.loads(prov.read_text()) if prov.exists() else []
     record = provenance(
         seeds={"seed": s.cfg.seed}, inputs={"store_fingerprint": s.data.attrs.fingerprint()}
     )
-    prov.write_text(json.dumps([*starts, record | {"start_step": s.start}], indent=2))
+    atomic_write_text(prov, json.dumps([*starts, record | {"start_step": s.start}], indent=2))
 
 
 def describe(s: Session) -> str:
@@ -333,6 +376,7 @@ def train_step(s: Session, step: int, batch: Batch) -> StepStats:
             loss,
             f"at step {step} (align {align.item()}, recon {recon.item()}) on records "
             f"{part.record.tolist()[:8]}...",
+            losses.non_finite_advice(part.teacher),
         )
         (loss / cfg.grad_accum).backward()
         totals += torch.stack([loss, align, recon]).detach().cpu() / cfg.grad_accum
@@ -358,12 +402,22 @@ class LossLog:
         rows = []
         if resume_step and path.exists():
             with open(path, newline="") as fh:
-                rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= resume_step]
-        self._fh = open(path, "w", newline="")  # noqa: SIM115 - kept open for the whole run
+                # A kill mid-row leaves a short last row: it is after the checkpoint anyway.
+                rows = [
+                    r
+                    for r in csv.DictReader(fh)
+                    if r.get("step", "").isdigit() and int(r["step"]) <= resume_step
+                ]
+        # Rewritten aside and renamed, then appended to: the rows up to the checkpoint survive
+        # a kill at any moment.
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=LOSS_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        tmp.replace(path)
+        self._fh = open(path, "a", newline="")  # noqa: SIM115 - kept open for the whole run
         self._writer = csv.DictWriter(self._fh, fieldnames=LOSS_COLUMNS)
-        self._writer.writeheader()
-        self._writer.writerows(rows)
-        self._fh.flush()
 
     def write(self, step: int, stats: StepStats, seconds: float) -> None:
         values = (stats.loss, stats.align, stats.recon, stats.lr, stats.grad_norm, seconds)
@@ -378,6 +432,15 @@ class LossLog:
 def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -> Path:
     """Train (or resume) the student; returns the final checkpoint folder."""
     s = setup(cfg, resume)
+    try:
+        return _train(s, progress)
+    finally:
+        s.close()
+
+
+def _train(s: Session, progress: bool) -> Path:
+    """The loop of `pretrain` over a set-up session."""
+    cfg = s.cfg
     tqdm.write(describe(s))
     log = LossLog(s.run_dir, s.start)
     bar = tqdm(
@@ -396,6 +459,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
             )
             if done % cfg.log_every == 0 or done == cfg.steps or done == s.start + 1:
                 log.write(done, stats, time.perf_counter() - t0)
+                if s.lock is not None:
+                    s.lock.refresh()
             if done % cfg.save_every == 0 or done == cfg.steps:
                 save(s, done)
     finally:

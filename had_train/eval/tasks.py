@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from had_cache import dna
 from had_common.errors import HadError
 
 log = logging.getLogger(__name__)
@@ -122,17 +123,19 @@ class CsvRow:
 
 
 def check_example(sequence: str, label: str, where: str) -> None:
-    """The per-example rule of every task reader: a non-empty label and a sequence of ASCII
-    letters (anything other than A/C/G/T is read as N later). `where` names the row in errors."""
+    """The per-example rule of every task reader: a non-empty label and a sequence of A, C,
+    G, T, N or IUPAC ambiguity codes, any case (all but A/C/G/T are read as N later); any other
+    character is refused rather than silently read as N. `where` names the row in errors."""
     if not sequence:
         raise TaskError(f"{where}: empty '{SEQUENCE_COLUMN}'")
     if not label:
         raise TaskError(f"{where}: empty '{LABEL_COLUMN}'")
-    if not (sequence.isascii() and sequence.isalpha()):
-        bad = next(ch for ch in sequence if not (ch.isascii() and ch.isalpha()))
+    invalid = dna.letter_classes(sequence) == dna.INVALID
+    if invalid.any():
+        bad = sequence[int(invalid.argmax())]
         raise TaskError(
-            f"{where}: sequence contains {bad!r}; "
-            "expected DNA letters (anything other than A/C/G/T is read as N)"
+            f"{where}: sequence contains {bad!r}; expected A, C, G, T, "
+            "N or an IUPAC ambiguity code (those and N are read as N)"
         )
 
 
