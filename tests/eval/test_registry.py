@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import pytest
 
 from had_train.eval.metrics import METRICS
+from had_train.eval.published import published_path
 from had_train.eval.registry import (
     PROTOCOLS,
     TASKS,
@@ -154,21 +154,8 @@ def test_task_list_mentions_every_task_aligned() -> None:
     assert "10 seeds x 90%/10%" in text and "10-fold CV" in text and "5 seeds" in text
 
 
-def published_csv() -> Path | None:
-    here = Path(__file__).resolve().parents[2]
-    for path in (
-        here / "had_train" / "eval" / "assets" / "published_results.csv",
-        here.parent / "shared" / "published_results.csv",
-    ):
-        if path.is_file():
-            return path
-    return None
-
-
 def test_published_results_name_registry_tasks_with_their_metric() -> None:
-    path = published_csv()
-    if path is None:
-        pytest.skip("no published_results.csv beside the repository")
+    path = published_path()  # the copy in the package, which the results table reads
     family_of = {"nucleotide_transformer": "nt", "genomic_benchmarks": "gb"}
     with path.open(newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if not r["task"].startswith("MEAN_")]
