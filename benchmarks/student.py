@@ -16,6 +16,8 @@ Measures, for batch 1 (one sequence of L bases per step) unless --batch says oth
 --batch B times B sequences of L bases per step (training shapes). --rounds N runs the model
 sweep N times, alternating the models, and summarises all timed steps of a configuration
 together: on a shared machine, load then hits both models alike ("side by side").
+--baseline DIR (CPU) also times both models with `had_train` imported from DIR (e.g. a
+`git archive` of an older commit) in the same sweeps, for before/after figures from one run.
 
 On CPU every configuration runs in a fresh subprocess, so one run's allocator state and peak
 cannot leak into the next; on CUDA they run in one process (the allocator's peak is reset per
@@ -237,7 +239,10 @@ def measure(
     dev = torch.device(device)
     torch.manual_seed(0)
     step = _model_step(spec, dev) if spec["kind"] == "model" else _op_step(spec, dev)
-    return {**spec, **_measure(step, dev, repeats, stat)}
+    result = {**spec, **_measure(step, dev, repeats, stat)}
+    if spec.get("count_flops"):  # here, so a --baseline worker counts its own code's FLOPs
+        result["flops"] = model_flops(spec["model"], spec["length"], spec.get("batch", 1))
+    return result
 
 
 def run_in_process(spec: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
@@ -261,7 +266,10 @@ def run_isolated(spec: dict[str, Any], args: argparse.Namespace) -> dict[str, An
     command += ["--device", args.device, "--repeats", str(args.repeats), "--stat", args.stat]
     if args.threads:
         command += ["--threads", str(args.threads)]
-    proc = subprocess.run(command, capture_output=True, text=True)
+    env = dict(os.environ)
+    if spec.get("code"):  # the baseline's had_train first on the path
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [spec["code"], env.get("PYTHONPATH")]))
+    proc = subprocess.run(command, capture_output=True, text=True, env=env)
     if proc.returncode != 0 or not proc.stdout.strip():
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         return {**spec, "error": f"exit {proc.returncode}: {tail}"}
@@ -295,13 +303,40 @@ def _ms(result: dict[str, Any], digits: int = 0) -> str:
     return f"{result['seconds'] * 1e3:,.{digits}f}" if "seconds" in result else "failed"
 
 
-def _gflops_fraction(results: dict[str, Any], length: int) -> float | None:
-    """The paper preset's GFLOP/s over the attention-only model's at `length`, or None."""
-    rows = {r["model"]: r for r in results["models"] if r["length"] == length}
+def _gflops_fraction(results: dict[str, Any], length: int, baseline: bool = False) -> float | None:
+    """The paper preset's GFLOP/s over the attention-only model's at `length`, or None.
+
+    FLOPs are those of each model's own formulation; the time ratio is printed beside it."""
+    rows = {
+        r["model"]: r
+        for r in results["models"]
+        if r["length"] == length and bool(r.get("code")) == baseline
+    }
     paper, attention = rows.get("paper", {}), rows.get("attention", {})
     if not all("flops" in r and "seconds" in r for r in (paper, attention)):
         return None
     return (paper["flops"] / paper["seconds"]) / (attention["flops"] / attention["seconds"])
+
+
+def _speedup_lines(results: dict[str, Any], length: int) -> list[str]:
+    """time(paper) / time(attention), and baseline time / time per model (--baseline)."""
+    rows = {
+        (r["model"], bool(r.get("code"))): r for r in results["models"] if r["length"] == length
+    }
+    lines = []
+    for baseline in (False, True):
+        paper, attention = rows.get(("paper", baseline)), rows.get(("attention", baseline))
+        if paper and attention and _ratio(attention, paper) is not None:
+            which = "baseline" if baseline else "this code"
+            lines.append(
+                f"time(paper) / time(attention) at L = {length:,} ({which}): "
+                f"{_ratio(attention, paper):.2f}"
+            )
+    for model in MODELS:
+        new, old = rows.get((model, False)), rows.get((model, True))
+        if new and old and _ratio(new, old) is not None:
+            lines.append(f"{model}: baseline time / this code's time = {_ratio(new, old):.2f}")
+    return lines
 
 
 def report(results: dict[str, Any], args: argparse.Namespace) -> str:
@@ -316,13 +351,12 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
     ]
     for r in results["models"]:
         params = f"{results['params'][r['model']]:,}"
+        label = r["model"] + (" (baseline)" if r.get("code") else "")
         if "error" in r:
-            lines.append(
-                f"| {r['model']} | {params} | {r['length']:,} | {r['error']} | - | - | - | - |"
-            )
+            lines.append(f"| {label} | {params} | {r['length']:,} | {r['error']} | - | - | - | - |")
             continue
         lines.append(
-            f"| {r['model']} | {params} | {r['length']:,} | {_ms(r)} | "
+            f"| {label} | {params} | {r['length']:,} | {_ms(r)} | "
             f"{args.batch * r['length'] / r['seconds']:,.0f} | {_mib(r)} | {_gflop(r)} | "
             f"{_gflops(r)} |"
         )
@@ -335,6 +369,10 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
                 f"paper / attention GFLOP/s at L = {length:,}: {fraction:.2f}"
                 + (goal if length == 1024 else "")
             )
+        baseline = _gflops_fraction(results, length, baseline=True)
+        if baseline is not None:
+            lines.append(f"the same for the baseline code: {baseline:.2f}")
+        lines += _speedup_lines(results, length)
     if "ratios" in args.sections:
         lines += _ratio_lines(results, args)
     if "ops" in args.sections:
@@ -449,6 +487,12 @@ def main() -> None:
         default=["models", "ratios", "ops"],
         help="models: the table at --lengths; ratios: time(8k)/time(1k) by part; ops: op alone",
     )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        metavar="DIR",
+        help="also time the models with had_train imported from DIR (CPU; before/after)",
+    )
     parser.add_argument("--ratio-lengths", type=int, nargs=2, default=[1024, 8192])
     parser.add_argument("--op-length", type=int, default=1020)
     parser.add_argument("--json", default=None, help="also write the results here")
@@ -471,26 +515,42 @@ def main() -> None:
     for name, count in results["params"].items():
         print(f"{name}: {count:,} encoder parameters", file=sys.stderr)
 
-    def model_run(model: str, length: int) -> dict[str, Any]:
-        spec = {
+    def model_run(model: str, length: int, code: str | None = None) -> dict[str, Any]:
+        spec: dict[str, Any] = {
             "kind": "model",
             "model": model,
             "length": length,
             "dtype": args.dtype,
             "batch": args.batch,
         }
-        result = run_isolated(spec, args)
-        if not args.no_flops and "error" not in result:
-            result["flops"] = model_flops(model, length, args.batch)
-        return result
+        if code:
+            spec["code"] = code
+        if args.device.startswith("cuda") or args.no_flops:
+            result = run_isolated(spec, args)
+            if not args.no_flops and "error" not in result:
+                result["flops"] = model_flops(model, length, args.batch)
+            return result
+        return run_isolated({**spec, "count_flops": True}, args)
 
+    if args.baseline and args.device.startswith("cuda"):
+        parser.error("--baseline runs workers in fresh processes: CPU only")
+    codes = [None] + ([os.path.abspath(args.baseline)] if args.baseline else [])
     if "models" in args.sections:
         sweeps = [
-            [model_run(model, length) for length in args.lengths for model in MODELS]
+            [
+                model_run(model, length, code)
+                for length in args.lengths
+                for model in MODELS
+                for code in codes
+            ]
             for _ in range(args.rounds)
         ]
         results["models"] = [_pool(runs, args.stat) for runs in zip(*sweeps, strict=True)]
-    timed = {(r["model"], r["length"]): r for r in results["models"] if "error" not in r}
+    timed = {
+        (r["model"], r["length"]): r
+        for r in results["models"]
+        if "error" not in r and not r.get("code")
+    }
     for name in ("paper", *PARTS, *WINDOWED):
         if "ratios" not in args.sections:
             break
