@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._ops import gated_delta_rule
-from .conv import ShortConvolution, short_conv_silu
+from .conv import ShortConvolution
 from .dt_init import dt_bias_init
 from .norm import GatedRMSNorm
 
@@ -76,22 +76,14 @@ class GatedDeltaNet(nn.Module):
         """
         batch, length, _ = x.shape
         heads, dim = self.num_heads, self.head_dim
-        inner = heads * dim
-        # one matmul for the six input projections and one convolution for q, k, v: on CPU a
-        # step of this small model is mostly per-op overhead. The parameters stay separate
-        # (fla's names), concatenated here.
-        projections = (self.q_proj, self.k_proj, self.v_proj, self.g_proj, self.a_proj, self.b_proj)
-        weight = torch.cat([proj.weight for proj in projections])
-        qkv, gate, a, b = F.linear(x, weight).split([3 * inner, inner, heads, heads], dim=-1)
-        taps = torch.cat([conv.taps for conv in (self.q_conv, self.k_conv, self.v_conv)])
-        qkv = short_conv_silu(qkv, taps).view(batch, length, 3, heads, dim)
-        qk, v = F.normalize(qkv[:, :, :2], dim=-1), qkv[:, :, 2]
-        q, k = qk.unbind(2)
-        beta = b.sigmoid()
-        g = -self.A_log.float().exp() * F.softplus(a.float() + self.dt_bias.float())
+        q = F.normalize(self.q_conv(self.q_proj(x)).view(batch, length, heads, dim), dim=-1)
+        k = F.normalize(self.k_conv(self.k_proj(x)).view(batch, length, heads, dim), dim=-1)
+        v = self.v_conv(self.v_proj(x)).view(batch, length, heads, dim)
+        beta = self.b_proj(x).sigmoid()
+        g = -self.A_log.float().exp() * F.softplus(self.a_proj(x).float() + self.dt_bias.float())
         if attention_mask is not None:
             valid = attention_mask.to(g.dtype)[..., None]
             beta, g = beta * valid.to(beta.dtype), g * valid
         o, _ = gated_delta_rule(q, k, v, g, beta, chunk_size=self.chunk_size)
-        o = self.o_norm(o, gate.view(batch, length, heads, dim))
-        return self.o_proj(o.reshape(batch, length, inner))
+        o = self.o_norm(o, self.g_proj(x).view(batch, length, heads, dim))
+        return self.o_proj(o.reshape(batch, length, heads * dim))
