@@ -18,6 +18,9 @@ sweep N times, alternating the models, and summarises all timed steps of a confi
 together: on a shared machine, load then hits both models alike ("side by side").
 --baseline DIR (CPU) also times both models with `had_train` imported from DIR (e.g. a
 `git archive` of an older commit) in the same sweeps, for before/after figures from one run.
+--compile times this code's models with every block under torch.compile
+(`HadStudentModel.compile_blocks`); the compile happens in the untimed warm-up step, whose time
+the table reports.
 
 On CPU every configuration runs in a fresh subprocess, so one run's allocator state and peak
 cannot leak into the next; on CUDA they run in one process (the allocator's peak is reset per
@@ -131,8 +134,10 @@ def _measure(
         base = torch.cuda.memory_allocated(device)
     else:
         base = _rss_bytes()
+    start = time.perf_counter()
     step()
     _sync(device)
+    warmup = time.perf_counter() - start
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -143,6 +148,7 @@ def _measure(
     return {
         "seconds": min(times) if stat == "min" else statistics.median(times),
         "all_seconds": times,
+        "warmup_seconds": warmup,
         "peak_bytes": float(peak - base),
     }
 
@@ -161,6 +167,8 @@ def model_flops(model: str, length: int, batch: int = 1) -> float:
 def _model_step(spec: dict[str, Any], device: torch.device) -> Callable[[], None]:
     """Encoder forward + backward on spec["batch"] random sequences of spec["length"] bases."""
     model = HadStudentModel(model_config(spec["model"])).to(device).train()
+    if spec.get("compile"):
+        model.compile_blocks()  # compiles during the untimed warm-up step
     ids = torch.randint(0, 4, (spec.get("batch", 1), spec["length"]), device=device)
     dtype = DTYPES[spec.get("dtype", "float32")]
     autocast = (
@@ -355,6 +363,8 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         if "error" in r:
             lines.append(f"| {label} | {params} | {r['length']:,} | {r['error']} | - | - | - | - |")
             continue
+        if r.get("compile"):
+            label += f" (compiled; first step {r['warmup_seconds']:,.0f} s)"
         lines.append(
             f"| {label} | {params} | {r['length']:,} | {_ms(r)} | "
             f"{args.batch * r['length'] / r['seconds']:,.0f} | {_mib(r)} | {_gflop(r)} | "
@@ -493,6 +503,12 @@ def main() -> None:
         metavar="DIR",
         help="also time the models with had_train imported from DIR (CPU; before/after)",
     )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the blocks of this code's models (not --baseline's); the untimed "
+        "warm-up step includes the compile, its time is reported",
+    )
     parser.add_argument("--ratio-lengths", type=int, nargs=2, default=[1024, 8192])
     parser.add_argument("--op-length", type=int, default=1020)
     parser.add_argument("--json", default=None, help="also write the results here")
@@ -525,6 +541,8 @@ def main() -> None:
         }
         if code:
             spec["code"] = code
+        elif args.compile:
+            spec["compile"] = True
         if args.device.startswith("cuda") or args.no_flops:
             result = run_isolated(spec, args)
             if not args.no_flops and "error" not in result:
