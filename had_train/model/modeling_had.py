@@ -6,6 +6,7 @@ export, so a pretraining checkpoint loads into any `*For*` class with `from_pret
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -148,6 +149,16 @@ class HadStudentModel(HadStudentPreTrainedModel):
         self.layers = nn.ModuleList(HadStudentBlock(config, mixer) for mixer in config.mixers)
         self.norm = RMSNorm(config.d_model, config.norm_eps)
         self.post_init()
+        if os.environ.get("HAD_COMPILE") == "1":
+            self.compile_blocks()
+
+    def compile_blocks(self) -> None:
+        """`torch.compile` every block in place (opt-in: this call, or HAD_COMPILE=1 at model
+        construction). Parameters and state dict are unchanged. Off by default: on the 2-core CPU
+        the first step of every new input shape compiles for minutes, for a gain that was within
+        the machine's noise (docs/student.md, "Speed work")."""
+        for layer in self.layers:
+            layer.compile()
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embeddings

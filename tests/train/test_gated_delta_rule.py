@@ -14,6 +14,7 @@ from had_train.ops import (
     gated_delta_rule_chunked,
     gated_delta_rule_recurrent,
 )
+from had_train.ops.gated_delta_rule import unit_lower_inverse
 from tests.helpers import rel_err
 
 B, H, DK, DV = 2, 2, 8, 6
@@ -80,6 +81,100 @@ def test_chunked_matches_recurrent_float64(length: int, chunk_size: int, with_st
     names = ["q", "k", "v", "g", "beta", "initial_state"]
     for name, grad, grad_ref in zip(names, grads, g_ref, strict=False):
         assert rel_err(grad, grad_ref) <= 1e-6, name
+
+
+def previous_chunked(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    g: torch.Tensor,
+    beta: torch.Tensor,
+    initial_state: torch.Tensor | None = None,
+    chunk_size: int = 64,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The chunked op as it was before the speed work (commit 3eba9e1): a triangular solve for
+    u and w, then three matmuls per chunk in the loop. Kept to show the fast form computes the
+    same function (default scale, float32 or float64 as given, final state always returned)."""
+    batch, length, heads, dk = q.shape
+    dv = v.shape[-1]
+    n_chunks = max(1, -(-length // chunk_size))
+    pad = n_chunks * chunk_size - length
+
+    def to_chunks(x: torch.Tensor) -> torch.Tensor:
+        x = x.movedim(1, 2)
+        if pad:
+            x = torch.cat([x, x.new_zeros(*x.shape[:2], pad, *x.shape[3:])], dim=2)
+        return x.reshape(batch, heads, n_chunks, chunk_size, *x.shape[3:])
+
+    q, k, v = to_chunks(q) * dk**-0.5, to_chunks(k), to_chunks(v)
+    g, beta = to_chunks(g), to_chunks(beta)
+    cum_g = g.cumsum(dim=-1)
+    lower = torch.ones(chunk_size, chunk_size, dtype=torch.bool).tril()
+    decay = (cum_g[..., :, None] - cum_g[..., None, :]).masked_fill(~lower, float("-inf")).exp()
+    a = (beta[..., None] * (k @ k.transpose(-1, -2)) * decay).masked_fill(~lower.tril(-1), 0.0)
+    eye = torch.eye(chunk_size, dtype=q.dtype)
+    rhs = torch.cat([beta[..., None] * v, beta[..., None] * k * cum_g.exp()[..., None]], dim=-1)
+    uw = torch.linalg.solve_triangular(a + eye, rhs, upper=False, unitriangular=True)
+    u, w = uw.split([dv, dk], dim=-1)
+    q_decayed = q * cum_g.exp()[..., None]
+    attn = (q @ k.transpose(-1, -2)) * decay
+    chunk_decay = cum_g[..., -1]
+    k_to_end = k * (chunk_decay[..., None] - cum_g).exp()[..., None]
+    state = q.new_zeros(batch, heads, dk, dv) if initial_state is None else initial_state
+    outputs = []
+    per_chunk = zip(
+        u.unbind(2),
+        w.unbind(2),
+        q_decayed.unbind(2),
+        attn.unbind(2),
+        chunk_decay.exp().unbind(2),
+        k_to_end.unbind(2),
+        strict=True,
+    )
+    for u_n, w_n, q_n, attn_n, decay_n, k_n in per_chunk:
+        v_new = u_n - w_n @ state
+        outputs.append(q_n @ state + attn_n @ v_new)
+        state = decay_n[..., None, None] * state + k_n.transpose(-1, -2) @ v_new
+    o = torch.stack(outputs, dim=2).reshape(batch, heads, n_chunks * chunk_size, dv)
+    return o[:, :, :length].movedim(1, 2), state
+
+
+def _previous_with_final_state(*args, **kwargs):
+    """`previous_chunked` with the keyword interface of `run_with_grads`."""
+    kwargs.pop("output_final_state")
+    return previous_chunked(*args, **kwargs)
+
+
+@pytest.mark.parametrize("length", [1, 63, 301])
+@pytest.mark.parametrize("chunk_size", [16, 64])
+@pytest.mark.parametrize("with_state", [False, True])
+def test_chunked_equals_previous_formulation_float32(
+    length: int, chunk_size: int, with_state: bool
+) -> None:
+    """The fast form is the same function as the previous one, to float32 rounding, forward and
+    backward, at the paper's head width and decays as strong as the layer's init draws."""
+    inputs = [x.float() for x in make_inputs(length, decay=2.0, dk=64, dv=64)]
+    o_old, s_old, g_old = run_with_grads(
+        _previous_with_final_state, inputs, with_state, chunk_size=chunk_size
+    )
+    o, s, grads = run_with_grads(
+        gated_delta_rule_chunked, inputs, with_state, chunk_size=chunk_size
+    )
+    assert rel_err(o, o_old) <= 1e-5
+    assert rel_err(s, s_old) <= 1e-5
+    names = ["q", "k", "v", "g", "beta", "initial_state"]
+    for name, grad, grad_old in zip(names, grads, g_old, strict=False):
+        assert rel_err(grad, grad_old) <= 1e-5, name
+
+
+def test_unit_lower_inverse_and_its_gradient() -> None:
+    """T (I + A) = I, and the two-matmul backward passes gradcheck (float64)."""
+    gen = torch.Generator().manual_seed(3)
+    a = (0.5 * torch.randn(2, 3, 9, 9, generator=gen, dtype=torch.float64)).tril(-1)
+    t = unit_lower_inverse(a)
+    assert rel_err(t @ (a + torch.eye(9, dtype=a.dtype)), torch.eye(9, dtype=a.dtype)) <= 1e-12
+    leaf = a.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x: unit_lower_inverse(x.tril(-1)), (leaf,))
 
 
 def test_final_state_continues_the_sequence() -> None:
