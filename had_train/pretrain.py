@@ -8,7 +8,9 @@ never loaded: its features come from the store.
 The pieces are separate so that a distributed trainer adds code beside them rather than inside
 them: `setup` builds a `Session` (data, model, optimizer, restored state, run files),
 `train_step` does one optimizer step on one batch, `save` writes one checkpoint, and `pretrain`
-is the loop, top to bottom.
+is the loop, top to bottom. Under torchrun or srun the same loop runs on every rank
+(`had_train.parallel`): each rank trains on its block of every global batch, and only rank 0
+writes run files, checkpoints and logs.
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from had_common import distributed
 from had_common.device import AUTO, resolve_device
+from had_common.distributed import World
 from had_common.errors import ConfigError, HadError
 from had_common.provenance import provenance
 from had_common.versions import check_readable
-from had_train import checkpoint, losses
+from had_train import checkpoint, losses, parallel
 from had_train.context_model import MAX_K, ContextCounts
 from had_train.data import Batch, PretrainBatches
 from had_train.model import (
@@ -40,7 +44,7 @@ from had_train.model import (
     parse_mixers,
 )
 from had_train.ops import mixer_backends
-from had_train.optim import optim_groups
+from had_train.optim import WeightEMA, optim_groups
 from had_train.runs import default_run_dir
 from had_train.schedule import warmup_cosine
 
@@ -91,6 +95,7 @@ class PretrainConfig:
     log_every: int = 10
     device: str = AUTO
     precision: str = "fp32"
+    ema: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {CONFIG_VERSION_KEY: CONFIG_VERSION, **dataclasses.asdict(self)}
@@ -138,6 +143,8 @@ def validate(cfg: PretrainConfig) -> None:
         raise ConfigError(
             f"--objective must be one of {', '.join(losses.OBJECTIVES)}, got {cfg.objective!r}"
         )
+    if not 0.0 <= cfg.ema < 1.0:
+        raise ConfigError(f"--ema must be in [0, 1) (0 = off), got {cfg.ema}")
     if cfg.precision not in PRECISIONS:
         raise ConfigError(
             f"--precision must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}"
@@ -222,15 +229,30 @@ class Session:
     latest: Path | None  # the newest complete checkpoint
     align_weight: float
     recon_weight: float
+    world: World = World()
+    train_model: torch.nn.Module | None = None  # `model`, wrapped in DDP when distributed
+    ema: WeightEMA | None = None
+    watch: losses.FiniteWatch | None = None
 
     @property
     def micro_batch(self) -> int:
-        return self.cfg.batch_size // self.cfg.grad_accum
+        """Records per forward pass: the global batch split over ranks, then micro-batches."""
+        return self.cfg.batch_size // (self.world.world_size * self.cfg.grad_accum)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One optimizer step as it left the device: this rank's shares of (loss, align, recon)
+    and the gradient norm, still tensors, so the hot path never waits for the device."""
+
+    terms: torch.Tensor
+    grad_norm: torch.Tensor
+    lr: float
 
 
 @dataclass(frozen=True)
 class StepStats:
-    """What one optimizer step measured (losses are means over the batch)."""
+    """What one optimizer step measured (losses are means over the global batch)."""
 
     loss: float
     align: float
@@ -243,14 +265,21 @@ def setup(cfg: PretrainConfig, resume: bool = False) -> Session:
     """Validate, open the store, build model and optimizer, restore a checkpoint when
     resuming, and write the run's config, store attributes and provenance."""
     validate(cfg)
+    device = resolve_device(cfg.device)
+    world = distributed.init(device)
+    device = distributed.device_for(world, device)
+    if cfg.batch_size % (world.world_size * cfg.grad_accum):
+        raise ConfigError(
+            f"--batch-size {cfg.batch_size} is not divisible by {world.world_size} rank(s) x "
+            f"--grad-accum {cfg.grad_accum}"
+        )
     run_dir = Path(cfg.out)
-    latest = checkpoint.latest_checkpoint(run_dir)
+    latest = distributed.broadcast_object(checkpoint.latest_checkpoint(run_dir))
     if latest is not None and not resume:
         raise RunError(
             f"{run_dir} already has checkpoints (latest {latest.name}); pass --resume to "
             "continue it or --out for a new run"
         )
-    device = resolve_device(cfg.device)
     data = PretrainBatches(
         cfg.cache,
         cfg.batch_size,
@@ -268,6 +297,7 @@ def setup(cfg: PretrainConfig, resume: bool = False) -> Session:
     optimizer = torch.optim.AdamW(
         optim_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95)
     )
+    ema = WeightEMA(model, cfg.ema) if cfg.ema else None
     start = 0
     if resume and latest is not None:
         model.load_state_dict(HadStudentForPretraining.from_pretrained(latest).state_dict())
@@ -275,11 +305,32 @@ def setup(cfg: PretrainConfig, resume: bool = False) -> Session:
             torch.load(latest / checkpoint.OPTIMIZER_STATE, map_location=device)
         )
         start = int(checkpoint.load_trainer_state(latest)["step"])
+        tensors = checkpoint.load_trainer_tensors(latest)
+        checkpoint.set_rng_states(tensors.get("rng", {}))
+        if ema is not None and "ema" in tensors:
+            ema.load_state_dict(tensors["ema"])
     align_weight, recon_weight = losses.objective_weights(cfg.objective, cfg.align_weight)
-    session = Session(
-        cfg, run_dir, device, data, model, optimizer, start, latest, align_weight, recon_weight
+    train_model = parallel.wrap(
+        model, world, device, find_unused=not (align_weight and recon_weight)
     )
-    _write_run_files(session)
+    session = Session(
+        cfg,
+        run_dir,
+        device,
+        data,
+        model,
+        optimizer,
+        start,
+        latest,
+        align_weight,
+        recon_weight,
+        world,
+        train_model,
+        ema,
+        losses.FiniteWatch(device),
+    )
+    if world.is_main:
+        _write_run_files(session)
     return session
 
 
@@ -294,7 +345,8 @@ def _write_run_files(s: Session) -> None:
     record = provenance(
         seeds={"seed": s.cfg.seed}, inputs={"store_fingerprint": s.data.attrs.fingerprint()}
     )
-    prov.write_text(json.dumps([*starts, record | {"start_step": s.start}], indent=2))
+    started = {"start_step": s.start, "world_size": s.world.world_size}
+    prov.write_text(json.dumps([*starts, record | started], indent=2))
 
 
 def describe(s: Session) -> str:
@@ -305,48 +357,73 @@ def describe(s: Session) -> str:
     )
     return (
         f"student: {count_parameters(s.model.had):,} encoder parameters ({cfg.preset}: "
-        f"{','.join(config.mixers)}); {backends} device={s.device} precision={cfg.precision}; "
+        f"{','.join(config.mixers)}); {backends} device={s.device} precision={cfg.precision} "
+        f"ranks={s.world.world_size}; "
         f"store {s.data.attrs.n_records:,} records, teacher layer {s.data.reader.layer} "
         f"width {s.data.attrs.hidden_size}; objective {cfg.objective}; "
         f"steps {s.start}->{cfg.steps}"
     )
 
 
-def train_step(s: Session, step: int, batch: Batch) -> StepStats:
-    """One optimizer step on `batch` (accumulated over grad_accum micro-batches)."""
-    cfg, model = s.cfg, s.model
+def train_step(s: Session, step: int, batch: Batch) -> StepResult:
+    """One optimizer step on this rank's block of the global batch (`grad_accum` micro-batches;
+    gradients all-reduced after the last). Losses are normalised over the global batch
+    (`had_train.parallel`), so the gradient does not depend on the number of ranks."""
+    cfg, model = s.cfg, s.train_model
     lr = lr_at(step, cfg)
     for group in s.optimizer.param_groups:
         group["lr"] = lr
     s.optimizer.zero_grad(set_to_none=True)
-    totals = torch.zeros(3)
-    for lo in range(0, cfg.batch_size, s.micro_batch):
+    masked_bases = cfg.batch_size * s.data.attrs.n_masked * s.data.attrs.k  # global batch
+    terms = torch.zeros(3, device=s.device)
+    for i, lo in enumerate(range(0, len(batch.record), s.micro_batch)):
         part = batch.rows(lo, lo + s.micro_batch).to(s.device)
-        with autocast(s.device, cfg.precision):
-            out = model(part.seq, part.group_mask)
-        align = losses.alignment_loss(out.aligned, part.teacher)
-        recon = losses.reconstruction_loss(
-            out.recon_logits, model.reconstruction_targets(part.seq, part.group_mask)
-        )
-        loss = losses.had_loss(align, recon, s.align_weight, s.recon_weight)
-        losses.check_finite(
-            loss,
-            f"at step {step} (align {align.item()}, recon {recon.item()}) on records "
-            f"{part.record.tolist()[:8]}...",
-        )
-        (loss / cfg.grad_accum).backward()
-        totals += torch.stack([loss, align, recon]).detach().cpu() / cfg.grad_accum
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        with parallel.sync_gradients(model, sync=i == cfg.grad_accum - 1):
+            with autocast(s.device, cfg.precision):
+                out = model(part.seq, part.group_mask)
+            align = losses.alignment_loss(out.aligned, part.teacher) * (
+                s.micro_batch / cfg.batch_size
+            )
+            targets = s.model.reconstruction_targets(part.seq, part.group_mask)
+            recon = losses.reconstruction_loss(out.recon_logits, targets, "sum") / masked_bases
+            loss = losses.had_loss(align, recon, s.align_weight, s.recon_weight)
+            (loss * s.world.world_size).backward()
+        s.watch.observe(step + 1, loss, align, recon, part.record.cpu())
+        terms += torch.stack([loss, align, recon]).detach()
+    grad_norm = torch.nn.utils.clip_grad_norm_(s.model.parameters(), cfg.grad_clip)
     s.optimizer.step()
-    loss, align, recon = totals.tolist()
-    return StepStats(loss, align, recon, lr, float(grad_norm))
+    if s.ema is not None:
+        s.ema.update()
+    return StepResult(terms, grad_norm.detach(), lr)
+
+
+def step_stats(s: Session, result: StepResult) -> StepStats:
+    """The step's losses over the global batch (summed over ranks), as numbers, after the
+    finite check: called on logging and checkpoint steps only, on every rank."""
+    s.watch.check()
+    values = distributed.all_reduce_sum(result.terms.detach().float().cpu().clone())
+    loss, align, recon = values.tolist()
+    return StepStats(loss, align, recon, result.lr, float(result.grad_norm))
 
 
 def save(s: Session, step: int) -> Path:
-    """Checkpoint `step` (model, optimizer, trainer state); it counts once its marker is written."""
-    s.latest = checkpoint.save_checkpoint(
-        s.run_dir, step, s.model, s.optimizer, {"config": s.cfg.to_json()}, s.cfg.keep_last
-    )
+    """Checkpoint `step` (model, optimizer, trainer state, RNG states, EMA weights); it counts
+    once its marker is written. Every rank calls it; only rank 0 writes."""
+    if s.world.is_main:
+        tensors = {"rng": checkpoint.rng_states()}
+        if s.ema is not None:
+            tensors["ema"] = s.ema.state_dict()
+        s.latest = checkpoint.save_checkpoint(
+            s.run_dir,
+            step,
+            s.model,
+            s.optimizer,
+            {"config": s.cfg.to_json()},
+            s.cfg.keep_last,
+            tensors,
+        )
+    else:
+        s.latest = checkpoint.step_dir(s.run_dir, step)
     return s.latest
 
 
@@ -376,44 +453,64 @@ class LossLog:
 
 
 def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Train (or resume) the student; returns the final checkpoint folder."""
+    """Train (or resume) the student; returns the final checkpoint folder. Under torchrun or
+    srun every rank runs this; rank 0 alone writes and reports."""
     s = setup(cfg, resume)
-    tqdm.write(describe(s))
-    log = LossLog(s.run_dir, s.start)
-    bar = tqdm(
-        total=cfg.steps, initial=s.start, desc="pretraining", unit="step", disable=not progress
-    )
-    t0 = time.perf_counter()
+    main = s.world.is_main
+    finished = False
     try:
-        s.model.train()
-        batches = s.data.iterate(s.start, cfg.workers)
-        for step, batch in zip(range(s.start, cfg.steps), batches, strict=False):
-            stats = train_step(s, step, batch)
-            done = step + 1
-            bar.update(1)
-            bar.set_postfix(
-                loss=f"{stats.loss:.4f}", align=f"{stats.align:.4f}", recon=f"{stats.recon:.4f}"
-            )
-            if done % cfg.log_every == 0 or done == cfg.steps or done == s.start + 1:
-                log.write(done, stats, time.perf_counter() - t0)
-            if done % cfg.save_every == 0 or done == cfg.steps:
-                save(s, done)
-    finally:
-        bar.close()
-        log.close()
-    if s.latest is None:
-        raise RunError(f"no checkpoint written in {s.run_dir}")
-    if len(s.data.held_out):
-        report = held_out_metrics(s.model, s.data, s.device, s.micro_batch)
-        (s.run_dir / HELD_OUT_FILE).write_text(json.dumps(report, indent=2) + "\n")
-        tqdm.write(
-            f"held out: {report['records']} records, alignment cosine "
-            f"{report['alignment_cosine']:.4f}, reconstruction accuracy "
-            f"{report['reconstruction_accuracy']:.4f} (context-count baseline "
-            f"{report['context_baseline']['best_accuracy']:.4f}, "
-            f"k = {report['context_baseline']['best_k']})"
+        if main:
+            tqdm.write(describe(s))
+        log = LossLog(s.run_dir, s.start) if main else None
+        bar = tqdm(
+            total=cfg.steps,
+            initial=s.start,
+            desc="pretraining",
+            unit="step",
+            disable=not (progress and main),
         )
-    return s.latest
+        t0 = time.perf_counter()
+        try:
+            s.train_model.train()
+            batches = s.data.iterate(s.start, cfg.workers, s.world.rank, s.world.world_size)
+            for step, batch in zip(range(s.start, cfg.steps), batches, strict=False):
+                result = train_step(s, step, batch)
+                done = step + 1
+                bar.update(1)
+                logging = done % cfg.log_every == 0 or done == cfg.steps or done == s.start + 1
+                saving = done % cfg.save_every == 0 or done == cfg.steps
+                if logging or saving:  # the only host syncs: stats and the finite check
+                    stats = step_stats(s, result)
+                if logging and main:
+                    bar.set_postfix(
+                        loss=f"{stats.loss:.4f}",
+                        align=f"{stats.align:.4f}",
+                        recon=f"{stats.recon:.4f}",
+                        lr=f"{stats.lr:.2e}",
+                    )
+                    log.write(done, stats, time.perf_counter() - t0)
+                if saving:
+                    save(s, done)
+        finally:
+            bar.close()
+            if log is not None:
+                log.close()
+        if s.latest is None:
+            raise RunError(f"no checkpoint written in {s.run_dir}")
+        if len(s.data.held_out) and main:
+            report = held_out_metrics(s.model, s.data, s.device, s.micro_batch)
+            (s.run_dir / HELD_OUT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+            tqdm.write(
+                f"held out: {report['records']} records, alignment cosine "
+                f"{report['alignment_cosine']:.4f}, reconstruction accuracy "
+                f"{report['reconstruction_accuracy']:.4f} (context-count baseline "
+                f"{report['context_baseline']['best_accuracy']:.4f}, "
+                f"k = {report['context_baseline']['best_k']})"
+            )
+        finished = True
+        return s.latest
+    finally:
+        distributed.teardown(wait=finished)
 
 
 @torch.no_grad()
