@@ -167,6 +167,13 @@ RECIPE_OPTIONS = {
         show_default=True,
         help="bf16: run the forward pass under bfloat16 autocast (for GPUs; weights, optimizer and losses stay fp32). CPUs without bf16 units run it slower than fp32.",
     ),
+    "ema": click.option(
+        "--ema",
+        type=float,
+        default=_d("ema"),
+        show_default=True,
+        help="Keep an exponential moving average of the weights with this decay (e.g. 0.999; 0 = off); saved in checkpoints and, at the end, as <run>/ema (a model folder eval and export take).",
+    ),
     "device": device_option(),
 }
 
@@ -230,6 +237,7 @@ def recipe_options(*names: str) -> Callable[[F], F]:
     "holdout_chunks",
     "workers",
     "precision",
+    "ema",
     "device",
 )
 @click.pass_context

@@ -427,6 +427,22 @@ def save(s: Session, step: int) -> Path:
     return s.latest
 
 
+EMA_DIR = "ema"
+
+
+def save_ema(s: Session) -> Path:
+    """The averaged weights as a model folder (<run>/ema, with the checkpoint marker, so
+    `eval --checkpoint <run>/ema` and `export` take it)."""
+    model = HadStudentForPretraining(s.model.config)
+    s.ema.copy_to(model)
+    folder = s.run_dir / EMA_DIR
+    model.save_pretrained(folder)
+    state = {"step": s.cfg.steps, "ema_decay": s.cfg.ema, "config": s.cfg.to_json()}
+    (folder / checkpoint.TRAINER_STATE).write_text(json.dumps(state, indent=2))
+    (folder / checkpoint.MARKER).write_text(f"{s.cfg.steps}\n")
+    return folder
+
+
 class LossLog:
     """losses.csv, one row every log_every steps; a resumed run keeps the rows up to its step."""
 
@@ -497,6 +513,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
                 log.close()
         if s.latest is None:
             raise RunError(f"no checkpoint written in {s.run_dir}")
+        if s.ema is not None and main:
+            save_ema(s)
         if len(s.data.held_out) and main:
             report = held_out_metrics(s.model, s.data, s.device, s.micro_batch)
             (s.run_dir / HELD_OUT_FILE).write_text(json.dumps(report, indent=2) + "\n")

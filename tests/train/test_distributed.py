@@ -15,15 +15,13 @@ import torch
 from had_common import distributed
 from had_common.errors import ConfigError
 from had_train.pretrain import PretrainConfig
-from tests.conftest import extract_store
 
 LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory, small_fasta: Path, tiny_teacher: Path) -> Path:
-    out = tmp_path_factory.mktemp("ddp") / "s.zarr"
-    return extract_store(small_fasta, tiny_teacher, out, window_bp=120, chunk_records=16)
+@pytest.fixture
+def store(train_store: Path) -> Path:
+    return train_store
 
 
 def _cfg(store: Path, out: Path, **kw: object) -> PretrainConfig:
