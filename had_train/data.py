@@ -7,6 +7,11 @@ does not depend on how many processes read the store: loader workers take whole 
 (worker w builds steps w, w + n, ...; the DataLoader hands them out in step order), and rank r of
 R takes the r-th contiguous block of every global batch. Chunks are read whole and kept only
 while the current group needs them.
+
+Batches stay in the store's compact dtypes (uint8 bases, float16 features) until they reach the
+device, where `Batch.to` widens them: half the bytes to decode, pin and copy. On CUDA the loader
+pins its batches and `prefetch` copies the next one on a side stream while the current one
+trains.
 """
 
 from __future__ import annotations
@@ -27,18 +32,25 @@ from had_common.errors import ConfigError
 
 @dataclass(frozen=True)
 class Batch:
-    """One training batch on the CPU, ready for `.to(device)`."""
+    """One training batch: as read on the CPU (the store's dtypes), or on the device for the
+    model (`.to(device)`: bases int64, features float32)."""
 
     record: torch.Tensor  # int64 [B] record ids (for error messages)
-    seq: torch.Tensor  # int64 [B, W] unmasked base codes
+    seq: torch.Tensor  # uint8 [B, W] unmasked base codes (int64 after .to)
     group_mask: torch.Tensor  # bool [B, T]
-    teacher: torch.Tensor  # float32 [B, T - M, D] (stored as schema.TEACHER_DTYPE)
+    teacher: torch.Tensor  # float16 [B, T - M, D] as stored (float32 after .to)
 
     def _map(self, fn: object) -> Batch:
         return Batch(*(fn(t) for t in (self.record, self.seq, self.group_mask, self.teacher)))
 
-    def to(self, device: torch.device) -> Batch:
-        return self._map(lambda t: t.to(device, non_blocking=True))
+    def to(self, device: torch.device | str) -> Batch:
+        """On `device`, in the model's dtypes (copied asynchronously from pinned memory)."""
+        moved = self._map(lambda t: t.to(device, non_blocking=True))
+        return Batch(moved.record, moved.seq.long(), moved.group_mask, moved.teacher.float())
+
+    def pin_memory(self) -> Batch:
+        """Page-locked copies (DataLoader calls this with pin_memory=True)."""
+        return self._map(lambda t: t.pin_memory())
 
     def rows(self, lo: int, hi: int) -> Batch:
         """Records lo..hi of the batch (a micro-batch for gradient accumulation)."""
@@ -157,22 +169,56 @@ class PretrainBatches:
         block = self.reader.take(ids, read_chunk=self._chunk)
         return Batch(
             record=torch.from_numpy(block.index.copy()),
-            seq=torch.from_numpy(block.seq).long(),
+            seq=torch.from_numpy(block.seq),
             group_mask=torch.from_numpy(block.mask),
-            teacher=torch.from_numpy(block.teacher).float(),
+            teacher=torch.from_numpy(block.teacher),
         )
 
     def iterate(
-        self, start_step: int, workers: int = 0, rank: int = 0, world_size: int = 1
+        self,
+        start_step: int,
+        workers: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        pin_memory: bool = False,
     ) -> Iterator[Batch]:
-        """Batches from `start_step` on, built in this process or by `workers` loader processes."""
+        """Batches from `start_step` on, built in this process or by `workers` loader processes
+        (each with its own lazily opened store), in page-locked memory with `pin_memory`."""
         if workers <= 0:
-            return (self.batch(s, rank, world_size) for s in itertools.count(start_step))
+            batches = (self.batch(s, rank, world_size) for s in itertools.count(start_step))
+            return (b.pin_memory() for b in batches) if pin_memory else batches
         steps = _Steps(self, start_step, rank, world_size)
         loader = torch.utils.data.DataLoader(
-            steps, batch_size=None, num_workers=workers, in_order=True, persistent_workers=True
+            steps,
+            batch_size=None,
+            num_workers=workers,
+            in_order=True,
+            persistent_workers=True,
+            pin_memory=pin_memory,
+            prefetch_factor=2,
         )
         return iter(loader)
+
+
+def prefetch(batches: Iterator[Batch], device: torch.device) -> Iterator[Batch]:
+    """`batches` moved to `device`, the next one copied while the current one is used: on CUDA
+    on a side stream (from pinned memory), elsewhere simply in turn."""
+    if device.type != "cuda":
+        yield from (b.to(device) for b in batches)
+        return
+    stream = torch.cuda.Stream(device)
+    ahead = None
+    for batch in batches:
+        with torch.cuda.stream(stream):
+            moved = batch.to(device)
+        if ahead is not None:
+            yield ahead
+        torch.cuda.current_stream(device).wait_stream(stream)
+        for t in (moved.record, moved.seq, moved.group_mask, moved.teacher):
+            t.record_stream(torch.cuda.current_stream(device))
+        ahead = moved
+    if ahead is not None:
+        yield ahead
 
 
 class _Steps(torch.utils.data.IterableDataset):

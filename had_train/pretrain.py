@@ -36,7 +36,7 @@ from had_common.provenance import provenance
 from had_common.versions import check_readable
 from had_train import checkpoint, losses, parallel
 from had_train.context_model import MAX_K, ContextCounts
-from had_train.data import Batch, PretrainBatches
+from had_train.data import Batch, PretrainBatches, prefetch
 from had_train.model import (
     HadStudentConfig,
     HadStudentForPretraining,
@@ -288,6 +288,8 @@ def setup(cfg: PretrainConfig, resume: bool = False) -> Session:
         cfg.teacher_layer,
         cfg.holdout_chunks,
     )
+    if resume and latest is not None:
+        check_store_fits(run_dir, data.attrs)
     model = build_model(cfg, data.attrs.hidden_size)
     if model.config.group_size * data.attrs.n_tokens != data.attrs.window_bp:
         raise ConfigError(
@@ -332,6 +334,35 @@ def setup(cfg: PretrainConfig, resume: bool = False) -> Session:
     if world.is_main:
         _write_run_files(session)
     return session
+
+
+STORE_SHAPE = {
+    "teacher width": lambda a: a["teacher"]["hidden_size"],
+    "window size": lambda a: a["window_bp"],
+    "bases per token": lambda a: a["k"],
+    "tokens per window": lambda a: a["n_tokens"],
+    "masked groups per window": lambda a: a["n_masked"],
+}
+"""What a resumed run's model and heads were built for: a store must match the run's on all."""
+
+
+def check_store_fits(run_dir: Path, attrs: Any) -> None:
+    """One line before the first step if `attrs` (the store given to --resume) does not fit
+    the store the run was started on (its store.json)."""
+    path = Path(run_dir) / STORE_FILE
+    if not path.exists():
+        return
+    saved, given = json.loads(path.read_text()), attrs.to_json()
+    clashes = [
+        f"{what} {shape(given)} (run has {shape(saved)})"
+        for what, shape in STORE_SHAPE.items()
+        if shape(given) != shape(saved)
+    ]
+    if clashes:
+        raise RunError(
+            f"the store does not fit the run in {run_dir}: {', '.join(clashes)}; resume with "
+            "the store it was trained on, or start a new run with --out"
+        )
 
 
 def _write_run_files(s: Session) -> None:
@@ -488,7 +519,11 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
         t0 = time.perf_counter()
         try:
             s.train_model.train()
-            batches = s.data.iterate(s.start, cfg.workers, s.world.rank, s.world.world_size)
+            pinned = s.device.type == "cuda"
+            batches = prefetch(
+                s.data.iterate(s.start, cfg.workers, s.world.rank, s.world.world_size, pinned),
+                s.device,
+            )
             for step, batch in zip(range(s.start, cfg.steps), batches, strict=False):
                 result = train_step(s, step, batch)
                 done = step + 1
