@@ -10,8 +10,9 @@ Stage one (sharded extraction) and stage two (DDP pretraining) both use this mod
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -110,6 +111,18 @@ def teardown(wait: bool = True) -> None:
         if wait:
             dist.barrier()
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def leave_when_done() -> Iterator[None]:
+    """Leave the process group at the end of the block: after a barrier when it ends normally,
+    at once when it raises (the other ranks may never reach the barrier)."""
+    try:
+        yield
+    except BaseException:
+        teardown(wait=False)
+        raise
+    teardown(wait=True)
 
 
 def barrier() -> None:

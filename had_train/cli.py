@@ -174,6 +174,13 @@ RECIPE_OPTIONS = {
         show_default=True,
         help="Keep an exponential moving average of the weights with this decay (e.g. 0.999; 0 = off); saved in checkpoints and, at the end, as <run>/ema (a model folder eval and export take).",
     ),
+    "val_every": click.option(
+        "--val-every",
+        type=int,
+        default=_d("val_every"),
+        show_default=True,
+        help="Score the held-out records (alignment cosine and R², masked-base accuracy) every K steps into val.csv (needs --holdout-chunks; 0 = only at the end).",
+    ),
     "device": device_option(),
 }
 
@@ -203,8 +210,15 @@ def recipe_options(*names: str) -> Callable[[F], F]:
 @click.option(
     "--cache",
     type=click.Path(path_type=Path),
-    required=True,
-    help="Store written by `had-cache extract`.",
+    default=None,
+    help="Store written by `had-cache extract` (required, here or in --config).",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help='A TOML file of these options (steps = 10000, batch-size = 1024, cache = "hg38.had.zarr", ...); options on the command line override it. The resolved options are saved as <run>/pretrain_config.json.',
 )
 @click.option(
     "--out",
@@ -235,6 +249,7 @@ def recipe_options(*names: str) -> Callable[[F], F]:
     "keep_last",
     "log_every",
     "holdout_chunks",
+    "val_every",
     "workers",
     "precision",
     "ema",
@@ -243,14 +258,19 @@ def recipe_options(*names: str) -> Callable[[F], F]:
 @click.pass_context
 @exit_on_had_error
 def pretrain_cmd(
-    ctx: click.Context, cache: Path, out: Path | None, resume: bool, **options: object
+    ctx: click.Context,
+    cache: Path | None,
+    out: Path | None,
+    resume: bool,
+    config_file: Path | None,
+    **options: object,
 ) -> None:
     """Train the student on a store: alignment to the teacher's visible-group features plus
     reconstruction of the masked bases. The teacher is never loaded."""
     from had_train.pretrain import config_from_options, interrupted_note, pretrain
 
     given = {n for n in options if ctx.get_parameter_source(n) is not ParameterSource.DEFAULT}
-    cfg = config_from_options(cache, out, resume, given, **options)
+    cfg = config_from_options(cache, out, resume, given, config_file, **options)
     try:
         final = pretrain(cfg, resume=resume)
     except KeyboardInterrupt:

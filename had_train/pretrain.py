@@ -20,6 +20,7 @@ import csv
 import dataclasses
 import json
 import time
+import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ from had_train.model import (
     count_parameters,
     parse_mixers,
 )
+from had_train.monitor import Monitor
 from had_train.ops import mixer_backends
 from had_train.optim import WeightEMA, optim_groups
 from had_train.runs import default_run_dir
@@ -96,6 +98,7 @@ class PretrainConfig:
     device: str = AUTO
     precision: str = "fp32"
     ema: float = 0.0
+    val_every: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {CONFIG_VERSION_KEY: CONFIG_VERSION, **dataclasses.asdict(self)}
@@ -117,7 +120,15 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 """--precision: the autocast dtype of the forward pass (None: plain float32). Weights, optimizer
 state and losses stay float32 either way."""
 
-RESUMABLE_OVERRIDES = ("steps", "save_every", "keep_last", "log_every", "device", "workers")
+RESUMABLE_OVERRIDES = (
+    "steps",
+    "save_every",
+    "keep_last",
+    "log_every",
+    "val_every",
+    "device",
+    "workers",
+)
 """Options that may differ between the first run and a resume without changing the training."""
 
 
@@ -143,6 +154,8 @@ def validate(cfg: PretrainConfig) -> None:
         raise ConfigError(
             f"--objective must be one of {', '.join(losses.OBJECTIVES)}, got {cfg.objective!r}"
         )
+    if cfg.val_every < 0 or (cfg.val_every and not cfg.holdout_chunks):
+        raise ConfigError("--val-every K scores held-out records: it needs --holdout-chunks K > 0")
     if not 0.0 <= cfg.ema < 1.0:
         raise ConfigError(f"--ema must be in [0, 1) (0 = off), got {cfg.ema}")
     if cfg.precision not in PRECISIONS:
@@ -159,18 +172,55 @@ def load_run_config(run_dir: Path) -> PretrainConfig:
     return PretrainConfig.from_json(json.loads(path.read_text()), str(path))
 
 
+def read_config_file(path: Path) -> dict[str, Any]:
+    """`--config run.toml`: PretrainConfig fields at the top level (`steps = 10000`,
+    `batch-size = 1024` or `batch_size = 1024`, `cache = "hg38.had.zarr"`)."""
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError as err:
+        raise ConfigError(f"--config {path}: no such file") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"--config {path}: {err}") from err
+    fields = {k.replace("-", "_"): v for k, v in data.items()}
+    defaults = {f.name: f.default for f in dataclasses.fields(PretrainConfig)}
+    unknown = sorted(set(fields) - set(defaults))
+    if unknown:
+        raise ConfigError(f"--config {path}: unknown option(s) {', '.join(unknown)}")
+    kinds = {int: (int,), float: (int, float), str: (str,)}
+    for name, value in fields.items():
+        want = kinds.get(type(defaults[name]), (int, str))  # None defaults: an int or a name
+        if not isinstance(value, want) or isinstance(value, bool):
+            raise ConfigError(f"--config {path}: {name} = {value!r} is not a {want[-1].__name__}")
+    return fields
+
+
 def config_from_options(
-    cache: Path, out: Path | None, resume: bool, given: Iterable[str], **options: Any
+    cache: Path | None,
+    out: Path | None,
+    resume: bool,
+    given: Iterable[str],
+    config_file: Path | None = None,
+    **options: Any,
 ) -> PretrainConfig:
-    """The command line's config: `--out` defaults to runs/<store name>; with `--resume` the
-    run's saved options apply, and of the options the user gave (`given`) only the ones in
-    RESUMABLE_OVERRIDES may differ from them."""
+    """The command line's config: options given on the command line (`given`) win over a
+    `--config` file, which wins over the defaults; `--out` defaults to runs/<store name>; with
+    `--resume` the run's saved options apply, and of the options the user gave (on the command
+    line or in the file) only the ones in RESUMABLE_OVERRIDES may differ from them."""
+    given = set(given)
+    if config_file is not None:
+        from_file = read_config_file(config_file)
+        file_cache, file_out = from_file.pop("cache", None), from_file.pop("out", None)
+        cache, out = cache or file_cache, out or file_out
+        options |= {k: v for k, v in from_file.items() if k not in given}
+        given |= set(from_file)
+    if cache is None:
+        raise ConfigError("--cache STORE is needed (on the command line or in --config)")
+    cache, out = Path(cache), Path(out) if out is not None else None
     run_dir = out or default_run_dir(cache)
     cfg = PretrainConfig(cache=str(cache), out=str(run_dir), **options)
     if not resume:
         return cfg
     saved = load_run_config(run_dir)
-    given = set(given)
     clashes = [
         f"--{n.replace('_', '-')} {getattr(cfg, n)} (run has {getattr(saved, n)})"
         for n in sorted(given - set(RESUMABLE_OVERRIDES))
@@ -504,11 +554,11 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
     srun every rank runs this; rank 0 alone writes and reports."""
     s = setup(cfg, resume)
     main = s.world.is_main
-    finished = False
-    try:
+    with distributed.leave_when_done():
         if main:
             tqdm.write(describe(s))
         log = LossLog(s.run_dir, s.start) if main else None
+        monitor = Monitor(s.run_dir, s.start, validation=cfg.val_every > 0) if main else None
         bar = tqdm(
             total=cfg.steps,
             initial=s.start,
@@ -516,7 +566,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
             unit="step",
             disable=not (progress and main),
         )
-        t0 = time.perf_counter()
+        t0 = t_log = time.perf_counter()
+        logged = s.start
         try:
             s.train_model.train()
             pinned = s.device.type == "cuda"
@@ -533,19 +584,26 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
                 if logging or saving:  # the only host syncs: stats and the finite check
                     stats = step_stats(s, result)
                 if logging and main:
+                    now = time.perf_counter()
+                    rate = (done - logged) * cfg.batch_size / max(now - t_log, 1e-9)
+                    t_log, logged = now, done
                     bar.set_postfix(
-                        loss=f"{stats.loss:.4f}",
-                        align=f"{stats.align:.4f}",
-                        recon=f"{stats.recon:.4f}",
-                        lr=f"{stats.lr:.2e}",
+                        loss=f"{stats.loss:.4f}", lr=f"{stats.lr:.2e}", windows_s=f"{rate:.1f}"
                     )
-                    log.write(done, stats, time.perf_counter() - t0)
+                    log.write(done, stats, now - t0)
+                    monitor.step(done, dataclasses.asdict(stats) | {"windows_per_s": rate})
+                if cfg.val_every and done % cfg.val_every == 0 and main:
+                    monitor.validation(
+                        done,
+                        held_out_metrics(s.model, s.data, s.device, s.micro_batch, baseline=False),
+                    )
                 if saving:
                     save(s, done)
         finally:
             bar.close()
-            if log is not None:
-                log.close()
+            for closing in (log, monitor):
+                if closing is not None:
+                    closing.close()
         if s.latest is None:
             raise RunError(f"no checkpoint written in {s.run_dir}")
         if s.ema is not None and main:
@@ -560,15 +618,16 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
                 f"{report['context_baseline']['best_accuracy']:.4f}, "
                 f"k = {report['context_baseline']['best_k']})"
             )
-        finished = True
-        return s.latest
-    finally:
-        distributed.teardown(wait=finished)
+    return s.latest
 
 
 @torch.no_grad()
 def held_out_metrics(
-    model: HadStudentForPretraining, data: PretrainBatches, device: torch.device, batch_size: int
+    model: HadStudentForPretraining,
+    data: PretrainBatches,
+    device: torch.device,
+    batch_size: int,
+    baseline: bool = True,
 ) -> dict[str, Any]:
     """Both objectives on records never trained on: how well the student matches the teacher
     (mean per-token cosine of its aligned features; R², the share of the teacher features'
@@ -604,8 +663,7 @@ def held_out_metrics(
         "alignment_mse": mse_sum / n_tokens,
         "alignment_r2": 1.0 - mse_sum * width / total_var,
         "reconstruction_accuracy": correct / n_bases,
-        "context_baseline": context_baseline(data),
-    }
+    } | ({"context_baseline": context_baseline(data)} if baseline else {})
 
 
 CONTEXT_FIT_RECORDS = 20_000
