@@ -12,6 +12,7 @@ It also prints the bytes per step of the paper's recipe (batch 1,024) as stored 
 
     python benchmarks/loader.py --threads 2 --json /tmp/loader.json
     python benchmarks/loader.py --cache runs/demo/chrX_demo.had.zarr --batch-size 16
+    python benchmarks/loader.py --device cuda --batch-size 256 --records 2048   # GPU step
 """
 
 from __future__ import annotations
@@ -127,18 +128,23 @@ def loader_rate(store: Path, batch: int, workers: int, steps: int, shuffle: int)
     }
 
 
-def step_rate(store: Path, batch: int, preset: str, repeats: int) -> dict:
-    """Windows/s one training step consumes (forward, both losses, backward, clip, AdamW)."""
+def step_rate(store: Path, batch: int, preset: str, repeats: int, device: torch.device) -> dict:
+    """Windows/s one training step consumes (forward, both losses, backward, clip, AdamW;
+    bf16 autocast on CUDA)."""
     data = PretrainBatches(store, batch, seed=0)
     torch.manual_seed(0)
     config = HadStudentConfig.from_preset(preset, teacher_hidden_size=data.attrs.hidden_size)
-    model = HadStudentForPretraining(config)
+    model = HadStudentForPretraining(config).to(device)
     opt = torch.optim.AdamW(optim_groups(model, 0.1), lr=1e-3)
+    cuda = device.type == "cuda"
     times = []
     for step in range(repeats + 1):
-        b = data.batch(step).to("cpu")
+        b = data.batch(step).to(device)
+        if cuda:
+            torch.cuda.synchronize(device)
         t0 = time.perf_counter()
-        out = model(b.seq, b.group_mask)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            out = model(b.seq, b.group_mask)
         loss = losses.alignment_loss(out.aligned, b.teacher) + losses.reconstruction_loss(
             out.recon_logits, model.reconstruction_targets(b.seq, b.group_mask)
         )
@@ -146,9 +152,17 @@ def step_rate(store: Path, batch: int, preset: str, repeats: int) -> dict:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        if cuda:
+            torch.cuda.synchronize(device)
         times.append(time.perf_counter() - t0)
     seconds = float(np.median(times[1:]))
-    return {"preset": preset, "batch": batch, "step_s": seconds, "windows_per_s": batch / seconds}
+    return {
+        "preset": preset,
+        "batch": batch,
+        "device": str(device),
+        "step_s": seconds,
+        "windows_per_s": batch / seconds,
+    }
 
 
 def main() -> None:
@@ -161,6 +175,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--preset", default="paper")
     parser.add_argument("--step-repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu", help="where the training step runs")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -182,9 +197,12 @@ def main() -> None:
             f"M {attrs.n_masked}, D {attrs.hidden_size}, {attrs.chunk_records} records/chunk; "
             f"{per_record / 1e3:.1f} kB/record as stored (float16), {on_disk / 1e3:.1f} kB on disk"
         )
-        step = step_rate(Path(store), args.batch_size, args.preset, args.step_repeats)
+        step = step_rate(
+            Path(store), args.batch_size, args.preset, args.step_repeats, torch.device(args.device)
+        )
         print(
-            f"training step ({step['preset']}, batch {step['batch']}): {step['step_s']:.3f} s "
+            f"training step ({step['preset']}, batch {step['batch']}, {step['device']}): "
+            f"{step['step_s']:.3f} s "
             f"= {step['windows_per_s']:.1f} windows/s consumed"
         )
         rows = []

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import click
 from click.core import ParameterSource
 
+from had_common import distributed
 from had_common.cli import CONTEXT_SETTINGS, device_option, exit_on_had_error
 from had_common.errors import ConfigError
 from had_train import losses
@@ -274,9 +275,11 @@ def pretrain_cmd(
     try:
         final = pretrain(cfg, resume=resume)
     except KeyboardInterrupt:
-        click.echo(f"\n{interrupted_note(Path(cfg.out))}", err=True)
+        if distributed.is_main():
+            click.echo(f"\n{interrupted_note(Path(cfg.out))}", err=True)
         raise SystemExit(130) from None
-    click.echo(f"checkpoint  {final}\nlosses      {Path(cfg.out) / 'losses.csv'}")
+    if distributed.is_main():
+        click.echo(f"checkpoint  {final}\nlosses      {Path(cfg.out) / 'losses.csv'}")
 
 
 @main.command("eval")

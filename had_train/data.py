@@ -44,9 +44,13 @@ class Batch:
         return Batch(*(fn(t) for t in (self.record, self.seq, self.group_mask, self.teacher)))
 
     def to(self, device: torch.device | str) -> Batch:
-        """On `device`, in the model's dtypes (copied asynchronously from pinned memory)."""
-        moved = self._map(lambda t: t.to(device, non_blocking=True))
-        return Batch(moved.record, moved.seq.long(), moved.group_mask, moved.teacher.float())
+        """On `device`, in the model's dtypes (copied asynchronously from pinned memory). Record
+        ids stay on the CPU: they only name records in messages, and reading them back from a
+        GPU would wait for it."""
+        seq, mask, teacher = (
+            t.to(device, non_blocking=True) for t in (self.seq, self.group_mask, self.teacher)
+        )
+        return Batch(self.record, seq.long(), mask, teacher.float())
 
     def pin_memory(self) -> Batch:
         """Page-locked copies (DataLoader calls this with pin_memory=True)."""
@@ -214,7 +218,7 @@ def prefetch(batches: Iterator[Batch], device: torch.device) -> Iterator[Batch]:
         if ahead is not None:
             yield ahead
         torch.cuda.current_stream(device).wait_stream(stream)
-        for t in (moved.record, moved.seq, moved.group_mask, moved.teacher):
+        for t in (moved.seq, moved.group_mask, moved.teacher):
             t.record_stream(torch.cuda.current_stream(device))
         ahead = moved
     if ahead is not None:

@@ -29,9 +29,8 @@ def wrap(
     if not world.distributed:
         return model
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(
-        model, device_ids=ids, find_unused_parameters=find_unused, broadcast_buffers=False
-    )
+    # The student has no buffers, so DDP's default buffer sync has nothing to send.
+    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)
 
 
 def sync_gradients(module: torch.nn.Module, sync: bool) -> contextlib.AbstractContextManager:

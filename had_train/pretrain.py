@@ -469,7 +469,7 @@ def train_step(s: Session, step: int, batch: Batch) -> StepResult:
             recon = losses.reconstruction_loss(out.recon_logits, targets, "sum") / masked_bases
             loss = losses.had_loss(align, recon, s.align_weight, s.recon_weight)
             (loss * s.world.world_size).backward()
-        s.watch.observe(step + 1, loss, align, recon, part.record.cpu())
+        s.watch.observe(step + 1, loss, align, recon, part.record)
         terms += torch.stack([loss, align, recon]).detach()
     grad_norm = torch.nn.utils.clip_grad_norm_(s.model.parameters(), cfg.grad_clip)
     s.optimizer.step()
