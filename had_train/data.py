@@ -5,8 +5,9 @@ of `shuffle_chunks`, and records are permuted within each group. Batch b of the 
 known from b alone, so resuming needs no sampler state beyond the step counter, and the order
 does not depend on how many processes read the store: loader workers take whole steps in turn
 (worker w builds steps w, w + n, ...; the DataLoader hands them out in step order), and rank r of
-R takes the r-th contiguous block of every global batch. Chunks are read whole and kept only
-while the current group needs them.
+R takes the r-th contiguous block of every global batch (whose ids are sorted, so the block is
+a contiguous run of the store). Chunks are read whole and kept only while the current group
+needs them.
 
 Batches stay in the store's compact dtypes (uint8 bases, float16 features) until they reach the
 device, where `Batch.to` widens them: half the bytes to decode, pin and copy. On CUDA the loader
@@ -125,14 +126,17 @@ class PretrainBatches:
         self._chunks: OrderedDict[int, Records] = OrderedDict()
 
     def record_ids(self, step: int) -> np.ndarray:
-        """Record ids of the batch used at `step` (0-based)."""
+        """Record ids of the batch used at `step` (0-based), in increasing order: which records
+        a step trains on is the shuffle's choice, their order within the step is not (the loss
+        is a mean over the batch), and sorted ids give each rank and micro-batch a contiguous
+        run of the store, so it reads about 1 / (ranks x micro-batches) of the step's chunks."""
         epoch, b = divmod(step, self.batches_per_epoch)
         if epoch != self._order_epoch:
             self._order = epoch_order(
                 self.attrs, self.seed, epoch, self.shuffle_chunks, self.holdout_chunks
             )
             self._order_epoch = epoch
-        return self._order[b * self.batch_size : (b + 1) * self.batch_size]
+        return np.sort(self._order[b * self.batch_size : (b + 1) * self.batch_size])
 
     def _chunk(self, chunk: int) -> Records:
         if chunk not in self._chunks:

@@ -41,3 +41,14 @@ def test_a_store_that_does_not_fit_the_resumed_run_is_one_line(
     width = attrs.hidden_size
     with pytest.raises(RunError, match=rf"teacher width 48 \(run has {width}\), window size 60 "):
         check_store_fits(tmp_path, other)
+
+
+def test_each_rank_reads_a_contiguous_run_of_the_store(train_store: Path) -> None:
+    """A step's ids are sorted, so rank r's block lies wholly before rank r + 1's: ranks touch
+    about 1 / R of the step's chunks each, and together hold exactly the global batch."""
+    data = PretrainBatches(train_store, batch_size=8, seed=2, shuffle_chunks=8)
+    for step in range(6):
+        ids = data.record_ids(step)
+        blocks = [data.batch(step, rank, 4).record for rank in range(4)]
+        assert torch.equal(torch.cat(blocks), torch.from_numpy(ids))
+        assert all(a.max() < b.min() for a, b in itertools.pairwise(blocks))
