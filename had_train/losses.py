@@ -80,7 +80,7 @@ class FiniteWatch:
     loss terms); the record ids of every micro-batch since the last check stay on the CPU.
     `check` (on log and checkpoint steps, on every rank at the same steps) brings the first bad
     step home, takes the minimum over ranks, and raises NonFiniteLossError naming that step and,
-    on the rank that saw it, its records. Weights may turn non-finite between two checks, but no
+    on a rank that saw it, the step's records there. Weights may turn non-finite between two checks, but no
     checkpoint is written before a check passes, so the last one on disk is a good one.
     """
 
@@ -94,7 +94,12 @@ class FiniteWatch:
         self.records: dict[int, list[torch.Tensor]] = {}
 
     def observe(
-        self, step: int, loss: torch.Tensor, align: torch.Tensor, recon: torch.Tensor, records
+        self,
+        step: int,
+        loss: torch.Tensor,
+        align: torch.Tensor,
+        recon: torch.Tensor,
+        records: torch.Tensor,
     ) -> None:
         """Note micro-batch `records` of `step` (numbered from 1) and whether its loss is finite."""
         first = ~torch.isfinite(loss.detach()) & (self.first_bad == NO_BAD_STEP)
@@ -113,7 +118,7 @@ class FiniteWatch:
                 loss, align, recon = self.bad_terms.tolist()
                 ids = torch.cat(self.records[first]).tolist()
                 where += (
-                    f" (loss {loss}, align {align}, recon {recon}) on records "
+                    f" (loss {loss}, align {align}, recon {recon}); this rank's records in it: "
                     f"{ids[:8]}{'...' if len(ids) > 8 else ''}"
                 )
             else:

@@ -117,7 +117,9 @@ def test_non_finite_loss_stops_with_step_and_records_and_keeps_the_last_good_che
 
     monkeypatch.setattr(losses, "alignment_loss", nan_in_step_3)
     run = tmp_path / "run"
-    with pytest.raises(losses.NonFiniteLossError, match=r"in step 3 \(loss nan.*records \["):
+    with pytest.raises(
+        losses.NonFiniteLossError, match=r"in step 3 \(loss nan.*records in it: \[\d+"
+    ):
         pretrain(_cfg(store, run, steps=6, log_every=4), progress=False)
     assert checkpoint.latest_checkpoint(run) == checkpoint.step_dir(run, 2)
     assert not checkpoint.step_dir(run, 4).exists()
