@@ -73,14 +73,14 @@ RECIPE_OPTIONS = {
         type=int,
         default=_d("batch_size"),
         show_default=True,
-        help="Windows per step (the Caduceus 1k recipe: 1024; use ~16 on a CPU).",
+        help="Windows per step over all processes (the global batch; the Caduceus 1k recipe: 1024; use ~16 on a CPU).",
     ),
     "grad_accum": click.option(
         "--grad-accum",
         type=int,
         default=_d("grad_accum"),
         show_default=True,
-        help="Split each batch into this many micro-batches to save memory.",
+        help="Split each process's share of the batch into this many micro-batches to save memory (the gradient is the same).",
     ),
     "lr": click.option(
         "--lr", type=float, default=_d("lr"), show_default=True, help="Peak learning rate (AdamW)."
