@@ -8,7 +8,9 @@ the teacher computing its features online, timed in one run, per teacher shape.
                  masked groups as `<mask>`, inference mode, the features of the visible tokens of
                  the final layer, exactly what `had-cache extract` computes), then the same step.
 
-The ratio online / cached is the speed-up of training from the cache; the FLOP ratio is the
+Cached and online steps alternate and the best of --repeats is kept (medians are reported too),
+so a shared machine's changing load does not land on one side only. The ratio online / cached
+is the speed-up of training from the cache; the FLOP ratio is the
 same quotient of matmul FLOPs (the student's step counted by torch's FlopCounterMode, the
 teacher's forward by benchmarks/teacher.py's formula), i.e. the ratio if both ran at the same
 efficiency. Teachers have random weights (timing only): `demo` is the embedded demo shape,
@@ -105,17 +107,19 @@ def teacher_features(
     return hidden[:, 1:][visible].reshape(len(seq), -1, hidden.shape[-1]).clone()
 
 
-def timed(fn, device: torch.device, repeats: int) -> float:
-    """Median seconds of `repeats` calls after one warm-up call."""
-    fn()
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def timed_pair(first, second, device: torch.device, repeats: int) -> tuple[list, list]:
+    """Seconds of `repeats` calls of each, alternating (so load that comes and goes on a shared
+    machine hits both alike), after one warm-up call of each."""
+    times: tuple[list, list] = ([], [])
+    for i in range(repeats + 1):
+        for fn, out in ((first, times[0]), (second, times[1])):
+            sync(device)
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            if i:
+                out.append(time.perf_counter() - t0)
+    return times
 
 
 def compare(shape: str, batch: int, device: torch.device, repeats: int) -> dict:
@@ -134,8 +138,8 @@ def compare(shape: str, batch: int, device: torch.device, repeats: int) -> dict:
     def online_step() -> None:
         student.step(seq, mask, teacher_features(teacher, seq_np, mask_np, device))
 
-    t_cached = timed(cached_step, device, repeats)
-    t_online = timed(online_step, device, repeats)
+    cached_times, online_times = timed_pair(cached_step, online_step, device, repeats)
+    t_cached, t_online = min(cached_times), min(online_times)
     with FlopCounterMode(display=False) as counter:
         cached_step()
     student_flops = float(counter.get_total_flops())
@@ -150,6 +154,9 @@ def compare(shape: str, batch: int, device: torch.device, repeats: int) -> dict:
         "cached_step_s": t_cached,
         "online_step_s": t_online,
         "ratio": t_online / t_cached,
+        "cached_step_median_s": statistics.median(cached_times),
+        "online_step_median_s": statistics.median(online_times),
+        "ratio_of_medians": statistics.median(online_times) / statistics.median(cached_times),
         "student_step_gflop": student_flops / 1e9,
         "teacher_forward_gflop": teacher_flops / 1e9,
         "flop_ratio": (student_flops + teacher_flops) / student_flops,
@@ -174,7 +181,8 @@ def main() -> None:
         print(
             f"{shape} teacher ({row['teacher_parameters']:,} params), batch {args.batch}, "
             f"{row['device']} {row['dtype']}: cached step {row['cached_step_s'] * 1e3:.0f} ms, "
-            f"online step {row['online_step_s'] * 1e3:.0f} ms, ratio {row['ratio']:.2f}x; "
+            f"online step {row['online_step_s'] * 1e3:.0f} ms (best of {args.repeats}, "
+            f"alternating), ratio {row['ratio']:.2f}x (of medians {row['ratio_of_medians']:.2f}x); "
             f"FLOPs student step {row['student_step_gflop']:.1f} G, teacher forward "
             f"{row['teacher_forward_gflop']:.1f} G, FLOP ratio {row['flop_ratio']:.2f}x",
             flush=True,
