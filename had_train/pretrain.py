@@ -551,73 +551,78 @@ class LossLog:
 
 def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -> Path:
     """Train (or resume) the student; returns the final checkpoint folder. Under torchrun or
-    srun every rank runs this; rank 0 alone writes and reports."""
-    s = setup(cfg, resume)
-    main = s.world.is_main
+    srun every rank runs this and leaves the process group at the end."""
     with distributed.leave_when_done():
-        if main:
-            tqdm.write(describe(s))
-        log = LossLog(s.run_dir, s.start) if main else None
-        monitor = Monitor(s.run_dir, s.start, validation=cfg.val_every > 0) if main else None
-        bar = tqdm(
-            total=cfg.steps,
-            initial=s.start,
-            desc="pretraining",
-            unit="step",
-            disable=not (progress and main),
+        return train(setup(cfg, resume), progress)
+
+
+def train(s: Session, progress: bool = True) -> Path:
+    """The loop: steps, logs, checkpoints, then held-out scoring. Rank 0 alone writes and
+    reports; every rank takes part in the collective steps (stats, checks, DDP)."""
+    cfg, main = s.cfg, s.world.is_main
+    if main:
+        tqdm.write(describe(s))
+    log = LossLog(s.run_dir, s.start) if main else None
+    monitor = Monitor(s.run_dir, s.start, validation=cfg.val_every > 0) if main else None
+    bar = tqdm(
+        total=cfg.steps,
+        initial=s.start,
+        desc="pretraining",
+        unit="step",
+        disable=not (progress and main),
+    )
+    t0 = t_log = time.perf_counter()
+    logged = s.start
+    try:
+        s.train_model.train()
+        pinned = s.device.type == "cuda"
+        batches = prefetch(
+            s.data.iterate(s.start, cfg.workers, s.world.rank, s.world.world_size, pinned),
+            s.device,
         )
-        t0 = t_log = time.perf_counter()
-        logged = s.start
-        try:
-            s.train_model.train()
-            pinned = s.device.type == "cuda"
-            batches = prefetch(
-                s.data.iterate(s.start, cfg.workers, s.world.rank, s.world.world_size, pinned),
-                s.device,
-            )
-            for step, batch in zip(range(s.start, cfg.steps), batches, strict=False):
-                result = train_step(s, step, batch)
-                done = step + 1
-                bar.update(1)
-                logging = done % cfg.log_every == 0 or done == cfg.steps or done == s.start + 1
-                saving = done % cfg.save_every == 0 or done == cfg.steps
-                if logging or saving:  # the only host syncs: stats and the finite check
-                    stats = step_stats(s, result)
-                if logging and main:
-                    now = time.perf_counter()
-                    rate = (done - logged) * cfg.batch_size / max(now - t_log, 1e-9)
-                    t_log, logged = now, done
-                    bar.set_postfix(
-                        loss=f"{stats.loss:.4f}", lr=f"{stats.lr:.2e}", windows_s=f"{rate:.1f}"
-                    )
-                    log.write(done, stats, now - t0)
-                    monitor.step(done, dataclasses.asdict(stats) | {"windows_per_s": rate})
-                if cfg.val_every and done % cfg.val_every == 0 and main:
-                    monitor.validation(
-                        done,
-                        held_out_metrics(s.model, s.data, s.device, s.micro_batch, baseline=False),
-                    )
-                if saving:
-                    save(s, done)
-        finally:
-            bar.close()
-            for closing in (log, monitor):
-                if closing is not None:
-                    closing.close()
-        if s.latest is None:
-            raise RunError(f"no checkpoint written in {s.run_dir}")
-        if s.ema is not None and main:
-            save_ema(s)
-        if len(s.data.held_out) and main:
-            report = held_out_metrics(s.model, s.data, s.device, s.micro_batch)
-            (s.run_dir / HELD_OUT_FILE).write_text(json.dumps(report, indent=2) + "\n")
-            tqdm.write(
-                f"held out: {report['records']} records, alignment cosine "
-                f"{report['alignment_cosine']:.4f}, reconstruction accuracy "
-                f"{report['reconstruction_accuracy']:.4f} (context-count baseline "
-                f"{report['context_baseline']['best_accuracy']:.4f}, "
-                f"k = {report['context_baseline']['best_k']})"
-            )
+        for step, batch in zip(range(s.start, cfg.steps), batches, strict=False):
+            result = train_step(s, step, batch)
+            done = step + 1
+            bar.update(1)
+            logging = done % cfg.log_every == 0 or done == cfg.steps or done == s.start + 1
+            saving = done % cfg.save_every == 0 or done == cfg.steps
+            if logging or saving:  # the only host syncs: stats and the finite check
+                stats = step_stats(s, result)
+            if logging and main:
+                now = time.perf_counter()
+                rate = (done - logged) * cfg.batch_size / max(now - t_log, 1e-9)
+                t_log, logged = now, done
+                bar.set_postfix(
+                    loss=f"{stats.loss:.4f}", lr=f"{stats.lr:.2e}", windows_s=f"{rate:.1f}"
+                )
+                log.write(done, stats, now - t0)
+                monitor.step(done, dataclasses.asdict(stats) | {"windows_per_s": rate})
+            if cfg.val_every and done % cfg.val_every == 0 and main:
+                monitor.validation(
+                    done,
+                    held_out_metrics(s.model, s.data, s.device, s.micro_batch, baseline=False),
+                )
+            if saving:
+                save(s, done)
+    finally:
+        bar.close()
+        for closing in (log, monitor):
+            if closing is not None:
+                closing.close()
+    if s.latest is None:
+        raise RunError(f"no checkpoint written in {s.run_dir}")
+    if s.ema is not None and main:
+        save_ema(s)
+    if len(s.data.held_out) and main:
+        report = held_out_metrics(s.model, s.data, s.device, s.micro_batch)
+        (s.run_dir / HELD_OUT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+        tqdm.write(
+            f"held out: {report['records']} records, alignment cosine "
+            f"{report['alignment_cosine']:.4f}, reconstruction accuracy "
+            f"{report['reconstruction_accuracy']:.4f} (context-count baseline "
+            f"{report['context_baseline']['best_accuracy']:.4f}, "
+            f"k = {report['context_baseline']['best_k']})"
+        )
     return s.latest
 
 
