@@ -13,12 +13,15 @@
 #      8k/1k time ratio by part, recurrent vs chunked vs fast kernel
 #   7. the pipeline end to end on the GPU: extract 4,096 windows with the demo teacher (bf16),
 #      pretrain 200 steps of 64 (fla, --precision bf16), evaluate on splice
+#   8. (not run yet) benchmarks/cache_vs_online.py (demo and NTv2-500M teachers, bf16) and
+#      benchmarks/loader.py against a bf16 GPU step
 #
 # Prepare on a machine with pip access, then run there with .gpu carried:
 #     bash benchmarks/gpu_prepare.sh
 #     bash benchmarks/gpu.sh            # writes $OUT (device tool) or out/gpu/
 # Results: gpu.log (everything), pytest_gdn.log, pytest_mamba.log, mamba_build.log,
-# teacher.json, student_float32.json, student_bfloat16.json, e2e_losses.csv. docs/benchmarks.md
+# teacher.json, student_float32.json, student_bfloat16.json, e2e_losses.csv,
+# cache_vs_online.json, loader.json. docs/benchmarks.md
 # records them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -103,6 +106,14 @@ main() {
     cp "$e2e/run/losses.csv" "$OUT/e2e_losses.csv" 2>/dev/null
     run_for 90 "$PY" -m had_train eval --checkpoint "$e2e/run" --task splice --epochs 2 \
         --device cuda --no-tsne
+
+    # Added with the DDP issue; NOT RUN YET on a GPU (no device was lent to that task).
+    stage "cache vs online teacher: a cached training step against the same step with the teacher online"
+    run_for 120 "$PY" benchmarks/cache_vs_online.py --device cuda --batch 64 --repeats 5 \
+        --json "$OUT/cache_vs_online.json"
+    stage "loader against a GPU step (bf16), 0/1/2 workers"
+    run_for 90 "$PY" benchmarks/loader.py --device cuda --batch-size 256 --records 2048 \
+        --loader-steps 16 --json "$OUT/loader.json"
 
     stage "done"
 }

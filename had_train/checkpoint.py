@@ -9,11 +9,13 @@ complete checkpoints beyond `keep` are purged marker first, so a kill mid-purge 
 from __future__ import annotations
 
 import json
+import random
 import re
 import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from had_common.checksums import files_sha256
@@ -23,6 +25,9 @@ from had_common.files import disk_full_guard
 MARKER = "COMPLETE"
 TRAINER_STATE = "trainer_state.json"
 OPTIMIZER_STATE = "optimizer.pt"
+TRAINER_TENSORS = "trainer.pt"
+"""RNG states and, with --ema, the averaged weights: what a bit-identical resume needs besides
+the model, the optimizer and the step."""
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 _LEFTOVER = re.compile(r"^step-(\d+)(\.tmp)?$")
 
@@ -58,8 +63,10 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     state: dict[str, Any],
     keep: int,
+    tensors: dict[str, Any] | None = None,
 ) -> Path:
-    """Write model (HF folder), optimizer and trainer state for `step`; purge old ones."""
+    """Write model (HF folder), optimizer, trainer state (JSON) and trainer tensors (RNG states,
+    EMA weights) for `step`; purge old ones."""
     final = step_dir(run_dir, step)
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -72,6 +79,7 @@ def save_checkpoint(
         ):
             model.save_pretrained(tmp)
             torch.save(optimizer.state_dict(), tmp / OPTIMIZER_STATE)
+            torch.save(tensors or {}, tmp / TRAINER_TENSORS)
             (tmp / TRAINER_STATE).write_text(json.dumps(state | {"step": step}, indent=2))
             (tmp / MARKER).write_text(f"{step}\n")
     except BaseException:
@@ -120,6 +128,36 @@ def tidy(run_dir: Path, keep: int) -> None:
 
 def load_trainer_state(checkpoint: Path) -> dict[str, Any]:
     return json.loads((Path(checkpoint) / TRAINER_STATE).read_text())
+
+
+def load_trainer_tensors(checkpoint: Path) -> dict[str, Any]:
+    """A checkpoint's RNG states and EMA weights ({} for checkpoints written before them)."""
+    path = Path(checkpoint) / TRAINER_TENSORS
+    return torch.load(path, weights_only=False) if path.exists() else {}
+
+
+def rng_states() -> dict[str, Any]:
+    """Every random generator a run may draw from: Python, NumPy, torch CPU and CUDA."""
+    states = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    """Restore `rng_states()` (missing entries are left as they are)."""
+    if "python" in states:
+        random.setstate(states["python"])
+    if "numpy" in states:
+        np.random.set_state(states["numpy"])
+    if "torch" in states:
+        torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def weights_sha256(checkpoint: Path) -> str:

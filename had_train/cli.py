@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import click
 from click.core import ParameterSource
 
+from had_common import distributed
 from had_common.cli import CONTEXT_SETTINGS, device_option, exit_on_had_error
 from had_common.errors import ConfigError
 from had_train import losses
@@ -73,14 +74,14 @@ RECIPE_OPTIONS = {
         type=int,
         default=_d("batch_size"),
         show_default=True,
-        help="Windows per step (the Caduceus 1k recipe: 1024; use ~16 on a CPU).",
+        help="Windows per step over all processes (the global batch; the Caduceus 1k recipe: 1024; use ~16 on a CPU).",
     ),
     "grad_accum": click.option(
         "--grad-accum",
         type=int,
         default=_d("grad_accum"),
         show_default=True,
-        help="Split each batch into this many micro-batches to save memory.",
+        help="Split each process's share of the batch into this many micro-batches to save memory (the gradient is the same).",
     ),
     "lr": click.option(
         "--lr", type=float, default=_d("lr"), show_default=True, help="Peak learning rate (AdamW)."
@@ -168,6 +169,20 @@ RECIPE_OPTIONS = {
         show_default=True,
         help="bf16: run the forward pass under bfloat16 autocast (for GPUs; weights, optimizer and losses stay fp32). CPUs without bf16 units run it slower than fp32.",
     ),
+    "ema": click.option(
+        "--ema",
+        type=float,
+        default=_d("ema"),
+        show_default=True,
+        help="Keep an exponential moving average of the weights with this decay (e.g. 0.999; 0 = off); saved in checkpoints and, at the end, as <run>/ema (a model folder eval and export take).",
+    ),
+    "val_every": click.option(
+        "--val-every",
+        type=int,
+        default=_d("val_every"),
+        show_default=True,
+        help="Score the held-out records (alignment cosine and R², masked-base accuracy) every K steps into val.csv (needs --holdout-chunks; 0 = only at the end).",
+    ),
     "device": device_option(),
 }
 
@@ -197,8 +212,15 @@ def recipe_options(*names: str) -> Callable[[F], F]:
 @click.option(
     "--cache",
     type=click.Path(path_type=Path),
-    required=True,
-    help="Store written by `had-cache extract`.",
+    default=None,
+    help="Store written by `had-cache extract` (required, here or in --config).",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help='A TOML file of these options (steps = 10000, batch-size = 1024, cache = "hg38.had.zarr", ...); options on the command line override it. The resolved options are saved as <run>/pretrain_config.json.',
 )
 @click.option(
     "--out",
@@ -229,27 +251,36 @@ def recipe_options(*names: str) -> Callable[[F], F]:
     "keep_last",
     "log_every",
     "holdout_chunks",
+    "val_every",
     "workers",
     "precision",
+    "ema",
     "device",
 )
 @click.pass_context
 @exit_on_had_error
 def pretrain_cmd(
-    ctx: click.Context, cache: Path, out: Path | None, resume: bool, **options: object
+    ctx: click.Context,
+    cache: Path | None,
+    out: Path | None,
+    resume: bool,
+    config_file: Path | None,
+    **options: object,
 ) -> None:
     """Train the student on a store: alignment to the teacher's visible-group features plus
     reconstruction of the masked bases. The teacher is never loaded."""
     from had_train.pretrain import config_from_options, interrupted_note, pretrain
 
     given = {n for n in options if ctx.get_parameter_source(n) is not ParameterSource.DEFAULT}
-    cfg = config_from_options(cache, out, resume, given, **options)
+    cfg = config_from_options(cache, out, resume, given, config_file, **options)
     try:
         final = pretrain(cfg, resume=resume)
     except KeyboardInterrupt:
-        click.echo(f"\n{interrupted_note(Path(cfg.out))}", err=True)
+        if distributed.is_main():
+            click.echo(f"\n{interrupted_note(Path(cfg.out))}", err=True)
         raise SystemExit(130) from None
-    click.echo(f"checkpoint  {final}\nlosses      {Path(cfg.out) / 'losses.csv'}")
+    if distributed.is_main():
+        click.echo(f"checkpoint  {final}\nlosses      {Path(cfg.out) / 'losses.csv'}")
 
 
 @main.command("eval")

@@ -5,8 +5,14 @@ of `shuffle_chunks`, and records are permuted within each group. Batch b of the 
 known from b alone, so resuming needs no sampler state beyond the step counter, and the order
 does not depend on how many processes read the store: loader workers take whole steps in turn
 (worker w builds steps w, w + n, ...; the DataLoader hands them out in step order), and rank r of
-R takes the r-th contiguous block of every global batch. Chunks are read whole and kept only
-while the current group needs them.
+R takes the r-th contiguous block of every global batch (whose ids are sorted, so the block is
+a contiguous run of the store). Chunks are read whole and kept only while the current group
+needs them.
+
+Batches stay in the store's compact dtypes (uint8 bases, float16 features) until they reach the
+device, where `Batch.to` widens them: half the bytes to decode, pin and copy. On CUDA the loader
+pins its batches and `prefetch` copies the next one on a side stream while the current one
+trains.
 """
 
 from __future__ import annotations
@@ -27,18 +33,29 @@ from had_common.errors import ConfigError
 
 @dataclass(frozen=True)
 class Batch:
-    """One training batch on the CPU, ready for `.to(device)`."""
+    """One training batch: as read on the CPU (the store's dtypes), or on the device for the
+    model (`.to(device)`: bases int64, features float32)."""
 
     record: torch.Tensor  # int64 [B] record ids (for error messages)
-    seq: torch.Tensor  # int64 [B, W] unmasked base codes
+    seq: torch.Tensor  # uint8 [B, W] unmasked base codes (int64 after .to)
     group_mask: torch.Tensor  # bool [B, T]
-    teacher: torch.Tensor  # float32 [B, T - M, D] (stored as schema.TEACHER_DTYPE)
+    teacher: torch.Tensor  # float16 [B, T - M, D] as stored (float32 after .to)
 
     def _map(self, fn: object) -> Batch:
         return Batch(*(fn(t) for t in (self.record, self.seq, self.group_mask, self.teacher)))
 
-    def to(self, device: torch.device) -> Batch:
-        return self._map(lambda t: t.to(device, non_blocking=True))
+    def to(self, device: torch.device | str) -> Batch:
+        """On `device`, in the model's dtypes (copied asynchronously from pinned memory). Record
+        ids stay on the CPU: they only name records in messages, and reading them back from a
+        GPU would wait for it."""
+        seq, mask, teacher = (
+            t.to(device, non_blocking=True) for t in (self.seq, self.group_mask, self.teacher)
+        )
+        return Batch(self.record, seq.long(), mask, teacher.float())
+
+    def pin_memory(self) -> Batch:
+        """Page-locked copies (DataLoader calls this with pin_memory=True)."""
+        return self._map(lambda t: t.pin_memory())
 
     def rows(self, lo: int, hi: int) -> Batch:
         """Records lo..hi of the batch (a micro-batch for gradient accumulation)."""
@@ -109,14 +126,17 @@ class PretrainBatches:
         self._chunks: OrderedDict[int, Records] = OrderedDict()
 
     def record_ids(self, step: int) -> np.ndarray:
-        """Record ids of the batch used at `step` (0-based)."""
+        """Record ids of the batch used at `step` (0-based), in increasing order: which records
+        a step trains on is the shuffle's choice, their order within the step is not (the loss
+        is a mean over the batch), and sorted ids give each rank and micro-batch a contiguous
+        run of the store, so it reads about 1 / (ranks x micro-batches) of the step's chunks."""
         epoch, b = divmod(step, self.batches_per_epoch)
         if epoch != self._order_epoch:
             self._order = epoch_order(
                 self.attrs, self.seed, epoch, self.shuffle_chunks, self.holdout_chunks
             )
             self._order_epoch = epoch
-        return self._order[b * self.batch_size : (b + 1) * self.batch_size]
+        return np.sort(self._order[b * self.batch_size : (b + 1) * self.batch_size])
 
     def _chunk(self, chunk: int) -> Records:
         if chunk not in self._chunks:
@@ -157,22 +177,56 @@ class PretrainBatches:
         block = self.reader.take(ids, read_chunk=self._chunk)
         return Batch(
             record=torch.from_numpy(block.index.copy()),
-            seq=torch.from_numpy(block.seq).long(),
+            seq=torch.from_numpy(block.seq),
             group_mask=torch.from_numpy(block.mask),
-            teacher=torch.from_numpy(block.teacher).float(),
+            teacher=torch.from_numpy(block.teacher),
         )
 
     def iterate(
-        self, start_step: int, workers: int = 0, rank: int = 0, world_size: int = 1
+        self,
+        start_step: int,
+        workers: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        pin_memory: bool = False,
     ) -> Iterator[Batch]:
-        """Batches from `start_step` on, built in this process or by `workers` loader processes."""
+        """Batches from `start_step` on, built in this process or by `workers` loader processes
+        (each with its own lazily opened store), in page-locked memory with `pin_memory`."""
         if workers <= 0:
-            return (self.batch(s, rank, world_size) for s in itertools.count(start_step))
+            batches = (self.batch(s, rank, world_size) for s in itertools.count(start_step))
+            return (b.pin_memory() for b in batches) if pin_memory else batches
         steps = _Steps(self, start_step, rank, world_size)
         loader = torch.utils.data.DataLoader(
-            steps, batch_size=None, num_workers=workers, in_order=True, persistent_workers=True
+            steps,
+            batch_size=None,
+            num_workers=workers,
+            in_order=True,
+            persistent_workers=True,
+            pin_memory=pin_memory,
+            prefetch_factor=2,
         )
         return iter(loader)
+
+
+def prefetch(batches: Iterator[Batch], device: torch.device) -> Iterator[Batch]:
+    """`batches` moved to `device`, the next one copied while the current one is used: on CUDA
+    on a side stream (from pinned memory), elsewhere simply in turn."""
+    if device.type != "cuda":
+        yield from (b.to(device) for b in batches)
+        return
+    stream = torch.cuda.Stream(device)
+    ahead = None
+    for batch in batches:
+        with torch.cuda.stream(stream):
+            moved = batch.to(device)
+        if ahead is not None:
+            yield ahead
+        torch.cuda.current_stream(device).wait_stream(stream)
+        for t in (moved.seq, moved.group_mask, moved.teacher):
+            t.record_stream(torch.cuda.current_stream(device))
+        ahead = moved
+    if ahead is not None:
+        yield ahead
 
 
 class _Steps(torch.utils.data.IterableDataset):

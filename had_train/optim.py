@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import nn
 
 
@@ -48,3 +49,32 @@ def decayed_names(model: nn.Module) -> list[str]:
     """Qualified names of the parameters weight decay applies to (for tests and logs)."""
     decayed = {id(p) for p in optim_groups(model, 1.0)[0]["params"]}
     return [name for name, param in model.named_parameters() if id(param) in decayed]
+
+
+class WeightEMA:
+    """An exponential moving average of a model's parameters (`--ema DECAY`), kept in float32
+    beside the training weights: after each optimizer step, ema <- decay * ema + (1 - decay) * w.
+    One fused update per step and no host sync; saved in checkpoints so a resume continues it."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.names = [name for name, _ in model.named_parameters()]
+        self.params = [p for _, p in model.named_parameters()]
+        self.shadow = [p.detach().float().clone() for p in self.params]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        torch._foreach_lerp_(self.shadow, [p.detach().float() for p in self.params], 1 - self.decay)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {name: t.cpu() for name, t in zip(self.names, self.shadow, strict=True)}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for name, t in zip(self.names, self.shadow, strict=True):
+            t.copy_(state[name])
+
+    @torch.no_grad()
+    def copy_to(self, model: nn.Module) -> None:
+        """Put the averaged weights into `model` (a model of the same architecture)."""
+        for (_, p), t in zip(model.named_parameters(), self.shadow, strict=True):
+            p.copy_(t)

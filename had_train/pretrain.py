@@ -8,7 +8,9 @@ never loaded: its features come from the store.
 The pieces are separate so that a distributed trainer adds code beside them rather than inside
 them: `setup` builds a `Session` (data, model, optimizer, restored state, run files),
 `train_step` does one optimizer step on one batch, `save` writes one checkpoint, and `pretrain`
-is the loop, top to bottom.
+is the loop, top to bottom. Under torchrun or srun the same loop runs on every rank
+(`had_train.parallel`): each rank trains on its block of every global batch, and only rank 0
+writes run files, checkpoints and logs.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import csv
 import dataclasses
 import json
 import time
+import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,23 +29,26 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from had_common import distributed
 from had_common.device import AUTO, resolve_device
+from had_common.distributed import World
 from had_common.errors import ConfigError, HadError
 from had_common.files import atomic_write_text
 from had_common.lock import FileLock
 from had_common.provenance import provenance
 from had_common.versions import check_readable
-from had_train import checkpoint, losses
+from had_train import checkpoint, losses, parallel
 from had_train.context_model import MAX_K, ContextCounts
-from had_train.data import Batch, PretrainBatches
+from had_train.data import Batch, PretrainBatches, prefetch
 from had_train.model import (
     HadStudentConfig,
     HadStudentForPretraining,
     count_parameters,
     parse_mixers,
 )
+from had_train.monitor import Monitor
 from had_train.ops import mixer_backends
-from had_train.optim import optim_groups
+from had_train.optim import WeightEMA, optim_groups
 from had_train.runs import default_run_dir
 from had_train.schedule import warmup_cosine
 
@@ -95,6 +101,8 @@ class PretrainConfig:
     log_every: int = 10
     device: str = AUTO
     precision: str = "fp32"
+    ema: float = 0.0
+    val_every: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {CONFIG_VERSION_KEY: CONFIG_VERSION, **dataclasses.asdict(self)}
@@ -116,7 +124,15 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 """--precision: the autocast dtype of the forward pass (None: plain float32). Weights, optimizer
 state and losses stay float32 either way."""
 
-RESUMABLE_OVERRIDES = ("steps", "save_every", "keep_last", "log_every", "device", "workers")
+RESUMABLE_OVERRIDES = (
+    "steps",
+    "save_every",
+    "keep_last",
+    "log_every",
+    "val_every",
+    "device",
+    "workers",
+)
 """Options that may differ between the first run and a resume without changing the training."""
 
 
@@ -142,6 +158,10 @@ def validate(cfg: PretrainConfig) -> None:
         raise ConfigError(
             f"--objective must be one of {', '.join(losses.OBJECTIVES)}, got {cfg.objective!r}"
         )
+    if cfg.val_every < 0 or (cfg.val_every and not cfg.holdout_chunks):
+        raise ConfigError("--val-every K scores held-out records: it needs --holdout-chunks K > 0")
+    if not 0.0 <= cfg.ema < 1.0:
+        raise ConfigError(f"--ema must be in [0, 1) (0 = off), got {cfg.ema}")
     if cfg.precision not in PRECISIONS:
         raise ConfigError(
             f"--precision must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}"
@@ -156,18 +176,55 @@ def load_run_config(run_dir: Path) -> PretrainConfig:
     return PretrainConfig.from_json(json.loads(path.read_text()), str(path))
 
 
+def read_config_file(path: Path) -> dict[str, Any]:
+    """`--config run.toml`: PretrainConfig fields at the top level (`steps = 10000`,
+    `batch-size = 1024` or `batch_size = 1024`, `cache = "hg38.had.zarr"`)."""
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError as err:
+        raise ConfigError(f"--config {path}: no such file") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"--config {path}: {err}") from err
+    fields = {k.replace("-", "_"): v for k, v in data.items()}
+    defaults = {f.name: f.default for f in dataclasses.fields(PretrainConfig)}
+    unknown = sorted(set(fields) - set(defaults))
+    if unknown:
+        raise ConfigError(f"--config {path}: unknown option(s) {', '.join(unknown)}")
+    kinds = {int: (int,), float: (int, float), str: (str,)}
+    for name, value in fields.items():
+        want = kinds.get(type(defaults[name]), (int, str))  # None defaults: an int or a name
+        if not isinstance(value, want) or isinstance(value, bool):
+            raise ConfigError(f"--config {path}: {name} = {value!r} is not a {want[-1].__name__}")
+    return fields
+
+
 def config_from_options(
-    cache: Path, out: Path | None, resume: bool, given: Iterable[str], **options: Any
+    cache: Path | None,
+    out: Path | None,
+    resume: bool,
+    given: Iterable[str],
+    config_file: Path | None = None,
+    **options: Any,
 ) -> PretrainConfig:
-    """The command line's config: `--out` defaults to runs/<store name>; with `--resume` the
-    run's saved options apply, and of the options the user gave (`given`) only the ones in
-    RESUMABLE_OVERRIDES may differ from them."""
+    """The command line's config: options given on the command line (`given`) win over a
+    `--config` file, which wins over the defaults; `--out` defaults to runs/<store name>; with
+    `--resume` the run's saved options apply, and of the options the user gave (on the command
+    line or in the file) only the ones in RESUMABLE_OVERRIDES may differ from them."""
+    given = set(given)
+    if config_file is not None:
+        from_file = read_config_file(config_file)
+        file_cache, file_out = from_file.pop("cache", None), from_file.pop("out", None)
+        cache, out = cache or file_cache, out or file_out
+        options |= {k: v for k, v in from_file.items() if k not in given}
+        given |= set(from_file)
+    if cache is None:
+        raise ConfigError("--cache STORE is needed (on the command line or in --config)")
+    cache, out = Path(cache), Path(out) if out is not None else None
     run_dir = out or default_run_dir(cache)
     cfg = PretrainConfig(cache=str(cache), out=str(run_dir), **options)
     if not resume:
         return cfg
     saved = load_run_config(run_dir)
-    given = set(given)
     clashes = [
         f"--{n.replace('_', '-')} {getattr(cfg, n)} (run has {getattr(saved, n)})"
         for n in sorted(given - set(RESUMABLE_OVERRIDES))
@@ -226,7 +283,11 @@ class Session:
     latest: Path | None  # the newest complete checkpoint
     align_weight: float
     recon_weight: float
-    lock: FileLock | None = None  # the run folder's, released by `close`
+    world: World = World()
+    train_model: torch.nn.Module | None = None  # `model`, wrapped in DDP when distributed
+    ema: WeightEMA | None = None
+    watch: losses.FiniteWatch | None = None
+    lock: FileLock | None = None  # the run folder's (rank 0), released by `close`
 
     def close(self) -> None:
         if self.lock is not None:
@@ -234,12 +295,23 @@ class Session:
 
     @property
     def micro_batch(self) -> int:
-        return self.cfg.batch_size // self.cfg.grad_accum
+        """Records per forward pass: the global batch split over ranks, then micro-batches."""
+        return self.cfg.batch_size // (self.world.world_size * self.cfg.grad_accum)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One optimizer step as it left the device: this rank's shares of (loss, align, recon)
+    and the gradient norm, still tensors, so the hot path never waits for the device."""
+
+    terms: torch.Tensor
+    grad_norm: torch.Tensor
+    lr: float
 
 
 @dataclass(frozen=True)
 class StepStats:
-    """What one optimizer step measured (losses are means over the batch)."""
+    """What one optimizer step measured (losses are means over the global batch)."""
 
     loss: float
     align: float
@@ -253,36 +325,53 @@ def setup(cfg: PretrainConfig, resume: bool = False) -> Session:
     checkpoint when resuming, and write the run's config, store attributes and provenance.
     The caller releases the lock with `Session.close()` (`pretrain` does)."""
     validate(cfg)
+    device = resolve_device(cfg.device)
+    world = distributed.init(device)
+    device = distributed.device_for(world, device)
+    if cfg.batch_size % (world.world_size * cfg.grad_accum):
+        raise ConfigError(
+            f"--batch-size {cfg.batch_size} is not divisible by {world.world_size} rank(s) x "
+            f"--grad-accum {cfg.grad_accum}"
+        )
     run_dir = Path(cfg.out)
     if run_dir.exists() and not run_dir.is_dir():
         raise RunError(f"--out {run_dir} is a file; a run is a folder")
+    lock = None
+    if world.is_main:  # one run per folder; the ranks of one run share it
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(run_dir / LOCK_FILE, "had-train pretrain").acquire()
+        except PermissionError as err:
+            raise RunError(f"--out {run_dir}: cannot write there ({err.strerror})") from None
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(run_dir / LOCK_FILE, "had-train pretrain").acquire()
-    except PermissionError as err:
-        raise RunError(f"--out {run_dir}: cannot write there ({err.strerror})") from None
-    try:
-        return _setup(cfg, resume, run_dir, lock)
+        return _setup(cfg, resume, run_dir, lock, world, device)
     except BaseException:
-        lock.release()
+        if lock is not None:
+            lock.release()
         raise
 
 
-def _setup(cfg: PretrainConfig, resume: bool, run_dir: Path, lock: FileLock) -> Session:
-    if resume:
+def _setup(
+    cfg: PretrainConfig,
+    resume: bool,
+    run_dir: Path,
+    lock: FileLock | None,
+    world: World,
+    device: torch.device,
+) -> Session:
+    if resume and world.is_main:
         checkpoint.tidy(run_dir, cfg.keep_last)
-    latest = checkpoint.latest_checkpoint(run_dir)
+    latest = distributed.broadcast_object(checkpoint.latest_checkpoint(run_dir))
     if latest is not None and not resume:
         raise RunError(
             f"{run_dir} already has checkpoints (latest {latest.name}); pass --resume to "
             "continue it or --out for a new run"
         )
-    if resume and latest is None:
+    if resume and latest is None and world.is_main:
         tqdm.write(
             f"note: --resume: {run_dir} has no complete checkpoint yet (the run stopped before "
             f"its first save at step {min(cfg.save_every, cfg.steps)}); starting from step 0"
         )
-    device = resolve_device(cfg.device)
     data = PretrainBatches(
         cfg.cache,
         cfg.batch_size,
@@ -291,6 +380,8 @@ def _setup(cfg: PretrainConfig, resume: bool, run_dir: Path, lock: FileLock) -> 
         cfg.teacher_layer,
         cfg.holdout_chunks,
     )
+    if resume and latest is not None:
+        check_store_fits(run_dir, data.attrs)
     model = build_model(cfg, data.attrs.hidden_size)
     if model.config.group_size * data.attrs.n_tokens != data.attrs.window_bp:
         raise ConfigError(
@@ -300,6 +391,7 @@ def _setup(cfg: PretrainConfig, resume: bool, run_dir: Path, lock: FileLock) -> 
     optimizer = torch.optim.AdamW(
         optim_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95)
     )
+    ema = WeightEMA(model, cfg.ema) if cfg.ema else None
     start = 0
     if resume and latest is not None:
         model.load_state_dict(HadStudentForPretraining.from_pretrained(latest).state_dict())
@@ -307,7 +399,14 @@ def _setup(cfg: PretrainConfig, resume: bool, run_dir: Path, lock: FileLock) -> 
             torch.load(latest / checkpoint.OPTIMIZER_STATE, map_location=device)
         )
         start = int(checkpoint.load_trainer_state(latest)["step"])
+        tensors = checkpoint.load_trainer_tensors(latest)
+        checkpoint.set_rng_states(tensors.get("rng", {}))
+        if ema is not None and "ema" in tensors:
+            ema.load_state_dict(tensors["ema"])
     align_weight, recon_weight = losses.objective_weights(cfg.objective, cfg.align_weight)
+    train_model = parallel.wrap(
+        model, world, device, find_unused=not (align_weight and recon_weight)
+    )
     session = Session(
         cfg,
         run_dir,
@@ -319,10 +418,44 @@ def _setup(cfg: PretrainConfig, resume: bool, run_dir: Path, lock: FileLock) -> 
         latest,
         align_weight,
         recon_weight,
+        world,
+        train_model,
+        ema,
+        losses.FiniteWatch(device),
         lock,
     )
-    _write_run_files(session)
+    if world.is_main:
+        _write_run_files(session)
     return session
+
+
+STORE_SHAPE = {
+    "teacher width": lambda a: a["teacher"]["hidden_size"],
+    "window size": lambda a: a["window_bp"],
+    "bases per token": lambda a: a["k"],
+    "tokens per window": lambda a: a["n_tokens"],
+    "masked groups per window": lambda a: a["n_masked"],
+}
+"""What a resumed run's model and heads were built for: a store must match the run's on all."""
+
+
+def check_store_fits(run_dir: Path, attrs: Any) -> None:
+    """One line before the first step if `attrs` (the store given to --resume) does not fit
+    the store the run was started on (its store.json)."""
+    path = Path(run_dir) / STORE_FILE
+    if not path.exists():
+        return
+    saved, given = json.loads(path.read_text()), attrs.to_json()
+    clashes = [
+        f"{what} {shape(given)} (run has {shape(saved)})"
+        for what, shape in STORE_SHAPE.items()
+        if shape(given) != shape(saved)
+    ]
+    if clashes:
+        raise RunError(
+            f"the store does not fit the run in {run_dir}: {', '.join(clashes)}; resume with "
+            "the store it was trained on, or start a new run with --out"
+        )
 
 
 def _write_run_files(s: Session) -> None:
@@ -337,7 +470,8 @@ def _write_run_files(s: Session) -> None:
     record = provenance(
         seeds={"seed": s.cfg.seed}, inputs={"store_fingerprint": s.data.attrs.fingerprint()}
     )
-    atomic_write_text(prov, json.dumps([*starts, record | {"start_step": s.start}], indent=2))
+    started = {"start_step": s.start, "world_size": s.world.world_size}
+    atomic_write_text(prov, json.dumps([*starts, record | started], indent=2))
 
 
 def describe(s: Session) -> str:
@@ -348,50 +482,90 @@ def describe(s: Session) -> str:
     )
     return (
         f"student: {count_parameters(s.model.had):,} encoder parameters ({cfg.preset}: "
-        f"{','.join(config.mixers)}); {backends} device={s.device} precision={cfg.precision}; "
+        f"{','.join(config.mixers)}); {backends} device={s.device} precision={cfg.precision} "
+        f"ranks={s.world.world_size}; "
         f"store {s.data.attrs.n_records:,} records, teacher layer {s.data.reader.layer} "
         f"width {s.data.attrs.hidden_size}; objective {cfg.objective}; "
         f"steps {s.start}->{cfg.steps}"
     )
 
 
-def train_step(s: Session, step: int, batch: Batch) -> StepStats:
-    """One optimizer step on `batch` (accumulated over grad_accum micro-batches)."""
-    cfg, model = s.cfg, s.model
+def train_step(s: Session, step: int, batch: Batch) -> StepResult:
+    """One optimizer step on this rank's block of the global batch (`grad_accum` micro-batches;
+    gradients all-reduced after the last). Losses are normalised over the global batch
+    (`had_train.parallel`), so the gradient does not depend on the number of ranks."""
+    cfg, model = s.cfg, s.train_model
     lr = lr_at(step, cfg)
     for group in s.optimizer.param_groups:
         group["lr"] = lr
     s.optimizer.zero_grad(set_to_none=True)
-    totals = torch.zeros(3)
-    for lo in range(0, cfg.batch_size, s.micro_batch):
+    masked_bases = cfg.batch_size * s.data.attrs.n_masked * s.data.attrs.k  # global batch
+    terms = torch.zeros(3, device=s.device)
+    for i, lo in enumerate(range(0, len(batch.record), s.micro_batch)):
         part = batch.rows(lo, lo + s.micro_batch).to(s.device)
-        with autocast(s.device, cfg.precision):
-            out = model(part.seq, part.group_mask)
-        align = losses.alignment_loss(out.aligned, part.teacher)
-        recon = losses.reconstruction_loss(
-            out.recon_logits, model.reconstruction_targets(part.seq, part.group_mask)
-        )
-        loss = losses.had_loss(align, recon, s.align_weight, s.recon_weight)
-        losses.check_finite(
-            loss,
-            f"at step {step} (align {align.item()}, recon {recon.item()}) on records "
-            f"{part.record.tolist()[:8]}...",
-            losses.non_finite_advice(part.teacher),
-        )
-        (loss / cfg.grad_accum).backward()
-        totals += torch.stack([loss, align, recon]).detach().cpu() / cfg.grad_accum
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        with parallel.sync_gradients(model, sync=i == cfg.grad_accum - 1):
+            with autocast(s.device, cfg.precision):
+                out = model(part.seq, part.group_mask)
+            align = losses.alignment_loss(out.aligned, part.teacher) * (
+                s.micro_batch / cfg.batch_size
+            )
+            targets = s.model.reconstruction_targets(part.seq, part.group_mask)
+            recon = losses.reconstruction_loss(out.recon_logits, targets, "sum") / masked_bases
+            loss = losses.had_loss(align, recon, s.align_weight, s.recon_weight)
+            (loss * s.world.world_size).backward()
+        s.watch.observe(step + 1, loss, align, recon, part.record, part.teacher)
+        terms += torch.stack([loss, align, recon]).detach()
+    grad_norm = torch.nn.utils.clip_grad_norm_(s.model.parameters(), cfg.grad_clip)
     s.optimizer.step()
-    loss, align, recon = totals.tolist()
-    return StepStats(loss, align, recon, lr, float(grad_norm))
+    if s.ema is not None:
+        s.ema.update()
+    return StepResult(terms, grad_norm.detach(), lr)
+
+
+def step_stats(s: Session, result: StepResult) -> StepStats:
+    """The step's losses over the global batch (summed over ranks), as numbers, after the
+    finite check: called on logging and checkpoint steps only, on every rank."""
+    s.watch.check()
+    values = distributed.all_reduce_sum(result.terms.detach().float().cpu().clone())
+    loss, align, recon = values.tolist()
+    return StepStats(loss, align, recon, result.lr, float(result.grad_norm))
 
 
 def save(s: Session, step: int) -> Path:
-    """Checkpoint `step` (model, optimizer, trainer state); it counts once its marker is written."""
-    s.latest = checkpoint.save_checkpoint(
-        s.run_dir, step, s.model, s.optimizer, {"config": s.cfg.to_json()}, s.cfg.keep_last
-    )
+    """Checkpoint `step` (model, optimizer, trainer state, RNG states, EMA weights); it counts
+    once its marker is written. Every rank calls it; only rank 0 writes."""
+    if s.world.is_main:
+        tensors = {"rng": checkpoint.rng_states()}
+        if s.ema is not None:
+            tensors["ema"] = s.ema.state_dict()
+        s.latest = checkpoint.save_checkpoint(
+            s.run_dir,
+            step,
+            s.model,
+            s.optimizer,
+            {"config": s.cfg.to_json()},
+            s.cfg.keep_last,
+            tensors,
+        )
+    else:
+        s.latest = checkpoint.step_dir(s.run_dir, step)
     return s.latest
+
+
+EMA_DIR = "ema"
+
+
+def save_ema(s: Session) -> Path:
+    """The averaged weights as a model folder (<run>/ema, with the checkpoint marker, so
+    `eval --checkpoint <run>/ema` and `export` take it)."""
+    model = HadStudentForPretraining(s.model.config)
+    s.ema.copy_to(model)
+    folder = s.run_dir / EMA_DIR
+    model.save_pretrained(folder)
+    state = {"step": s.cfg.steps, "ema_decay": s.cfg.ema, "config": s.cfg.to_json()}
+    (folder / checkpoint.TRAINER_STATE).write_text(json.dumps(state, indent=2))
+    (folder / checkpoint.MARKER).write_text(f"{s.cfg.steps}\n")
+    return folder
 
 
 class LossLog:
@@ -430,45 +604,76 @@ class LossLog:
 
 
 def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Train (or resume) the student; returns the final checkpoint folder."""
-    s = setup(cfg, resume)
-    try:
-        return _train(s, progress)
-    finally:
-        s.close()
+    """Train (or resume) the student; returns the final checkpoint folder. Under torchrun or
+    srun every rank runs this and leaves the process group at the end."""
+    with distributed.leave_when_done():
+        s = setup(cfg, resume)
+        try:
+            return train(s, progress)
+        finally:
+            s.close()
 
 
-def _train(s: Session, progress: bool) -> Path:
-    """The loop of `pretrain` over a set-up session."""
-    cfg = s.cfg
-    tqdm.write(describe(s))
-    log = LossLog(s.run_dir, s.start)
+def train(s: Session, progress: bool = True) -> Path:
+    """The loop: steps, logs, checkpoints, then held-out scoring. Rank 0 alone writes and
+    reports; every rank takes part in the collective steps (stats, checks, DDP)."""
+    cfg, main = s.cfg, s.world.is_main
+    if main:
+        tqdm.write(describe(s))
+    log = LossLog(s.run_dir, s.start) if main else None
+    monitor = Monitor(s.run_dir, s.start, validation=cfg.val_every > 0) if main else None
     bar = tqdm(
-        total=cfg.steps, initial=s.start, desc="pretraining", unit="step", disable=not progress
+        total=cfg.steps,
+        initial=s.start,
+        desc="pretraining",
+        unit="step",
+        disable=not (progress and main),
     )
-    t0 = time.perf_counter()
+    t0 = t_log = time.perf_counter()
+    logged = s.start
     try:
-        s.model.train()
-        batches = s.data.iterate(s.start, cfg.workers)
+        s.train_model.train()
+        pinned = s.device.type == "cuda"
+        batches = prefetch(
+            s.data.iterate(s.start, cfg.workers, s.world.rank, s.world.world_size, pinned),
+            s.device,
+        )
         for step, batch in zip(range(s.start, cfg.steps), batches, strict=False):
-            stats = train_step(s, step, batch)
+            result = train_step(s, step, batch)
             done = step + 1
             bar.update(1)
-            bar.set_postfix(
-                loss=f"{stats.loss:.4f}", align=f"{stats.align:.4f}", recon=f"{stats.recon:.4f}"
-            )
-            if done % cfg.log_every == 0 or done == cfg.steps or done == s.start + 1:
-                log.write(done, stats, time.perf_counter() - t0)
+            logging = done % cfg.log_every == 0 or done == cfg.steps or done == s.start + 1
+            saving = done % cfg.save_every == 0 or done == cfg.steps
+            if logging or saving:  # the only host syncs: stats and the finite check
+                stats = step_stats(s, result)
+            if logging and main:
+                now = time.perf_counter()
+                rate = (done - logged) * cfg.batch_size / max(now - t_log, 1e-9)
+                t_log, logged = now, done
+                bar.set_postfix(
+                    loss=f"{stats.loss:.4f}", lr=f"{stats.lr:.2e}", windows_s=f"{rate:.1f}"
+                )
+                log.write(done, stats, now - t0)
                 if s.lock is not None:
                     s.lock.refresh()
-            if done % cfg.save_every == 0 or done == cfg.steps:
+                monitor.step(done, dataclasses.asdict(stats) | {"windows_per_s": rate})
+            if cfg.val_every and done % cfg.val_every == 0 and main:
+                monitor.validation(
+                    done,
+                    held_out_metrics(s.model, s.data, s.device, s.micro_batch, baseline=False),
+                )
+            if saving:
                 save(s, done)
     finally:
         bar.close()
-        log.close()
+        for closing in (log, monitor):
+            if closing is not None:
+                closing.close()
     if s.latest is None:
         raise RunError(f"no checkpoint written in {s.run_dir}")
-    if len(s.data.held_out):
+    if s.ema is not None and main:
+        save_ema(s)
+    if len(s.data.held_out) and main:
         report = held_out_metrics(s.model, s.data, s.device, s.micro_batch)
         (s.run_dir / HELD_OUT_FILE).write_text(json.dumps(report, indent=2) + "\n")
         tqdm.write(
@@ -483,7 +688,11 @@ def _train(s: Session, progress: bool) -> Path:
 
 @torch.no_grad()
 def held_out_metrics(
-    model: HadStudentForPretraining, data: PretrainBatches, device: torch.device, batch_size: int
+    model: HadStudentForPretraining,
+    data: PretrainBatches,
+    device: torch.device,
+    batch_size: int,
+    baseline: bool = True,
 ) -> dict[str, Any]:
     """Both objectives on records never trained on: how well the student matches the teacher
     (mean per-token cosine of its aligned features; R², the share of the teacher features'
@@ -519,8 +728,7 @@ def held_out_metrics(
         "alignment_mse": mse_sum / n_tokens,
         "alignment_r2": 1.0 - mse_sum * width / total_var,
         "reconstruction_accuracy": correct / n_bases,
-        "context_baseline": context_baseline(data),
-    }
+    } | ({"context_baseline": context_baseline(data)} if baseline else {})
 
 
 CONTEXT_FIT_RECORDS = 20_000

@@ -107,7 +107,7 @@ def test_objectives_and_held_out_chunks(store: Path, tmp_path: Path) -> None:
 def _held_out_by_hand(model: HadStudentForPretraining, data: PretrainBatches) -> dict:
     """held_out.json's figures recomputed from scratch on all held-out records at once, in
     float64, with the textbook formulas (cosine per token; R² = 1 - SSE / SST)."""
-    batch = data.records(data.held_out)
+    batch = data.records(data.held_out).to("cpu")  # the model's dtypes
     with torch.no_grad():
         out = model.eval()(batch.seq, batch.group_mask)
     a, t = out.aligned.double().reshape(-1, data.attrs.hidden_size), batch.teacher.double()
