@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
 import torch
 
 from had_cache import dna
@@ -52,3 +57,22 @@ def assert_every_parameter_gets_gradient(model: torch.nn.Module) -> None:
     for name, param in model.named_parameters():
         assert param.grad is not None and torch.isfinite(param.grad).all(), name
         assert param.grad.abs().sum() > 0, name
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Tiny shapes on a shared 2-core machine: one intra-op thread is ~10x faster than two.
+    A module opts in by importing this fixture."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_pretrain_config(store: Path, out: Path, **overrides: Any) -> Any:
+    """A few-step pretraining recipe of the tiny student on a test store (checkpoint every 2
+    steps, a loss row every step); `overrides` replace any field."""
+    from had_train.pretrain import PretrainConfig
+
+    base = {"preset": "tiny", "batch_size": 8, "lr": 3e-3, "save_every": 2, "log_every": 1}
+    return PretrainConfig(cache=str(store), out=str(out), **(base | overrides))

@@ -138,6 +138,25 @@ def load_csv(path: Path) -> TaskData:
     return TaskData(spec=None, train=train, test=test, source={**source, "split_column": True})
 
 
+@dataclass
+class _ParquetFiles:
+    """Rows of the parquet files of one task gathered by split, with each file's sha256 and the
+    hub revision it came from (where `hf download` recorded one), keyed by its relative path."""
+
+    splits: dict[str, _Examples] = field(default_factory=lambda: {s: _Examples() for s in SPLITS})
+    checksums: dict[str, str] = field(default_factory=dict)
+    revisions: dict[str, str] = field(default_factory=dict)
+
+    def add(self, root: Path, path: Path, sequences: list[str], names: list[str]) -> None:
+        split = self.splits[_split_of(path) or "train"]
+        split.sequences += sequences
+        split.names += names
+        rel = path.relative_to(root).as_posix()
+        self.checksums[rel] = file_sha256(path)
+        if (revision := hub_revision(root, path)) is not None:
+            self.revisions[rel] = revision
+
+
 def _labelled_splits(
     name: str, where: str, splits: dict[str, _Examples]
 ) -> tuple[LabelledSet, LabelledSet]:
@@ -300,9 +319,7 @@ def load_nt(spec: TaskSpec, data_dir: Path) -> TaskData:
     files = [p for p in files if _split_of(p) is not None]
     if not files:
         raise _missing(spec, data_dir, f"no train/test parquet files for {spec.name} in {root}")
-    splits = {s: _Examples() for s in SPLITS}
-    checksums: dict[str, str] = {}
-    revisions: dict[str, str] = {}
+    read = _ParquetFiles()
     for path in files:
         data = _read_parquet(path, [SEQUENCE_COLUMN, LABEL_COLUMN, TASK_COLUMN])
         if TASK_COLUMN not in data and not in_task_folder:
@@ -317,26 +334,19 @@ def load_nt(spec: TaskSpec, data_dir: Path) -> TaskData:
             )
             select = None
         sequences, names = _labelled_rows(path, SEQUENCE_COLUMN, data, select)
-        if not sequences:
-            continue
-        split = splits[_split_of(path) or "train"]
-        split.sequences += sequences
-        split.names += names
-        rel = path.relative_to(root).as_posix()
-        checksums[rel] = file_sha256(path)
-        if (revision := hub_revision(root, path)) is not None:
-            revisions[rel] = revision
-    if not any(s.sequences for s in splits.values()):
+        if sequences:
+            read.add(root, path, sequences, names)
+    if not any(s.sequences for s in read.splits.values()):
         raise _missing(spec, data_dir, f"no rows with {TASK_COLUMN} = {spec.name!r} under {root}")
-    _check_revision(spec, hub, set(revisions.values()))
-    train, test = _labelled_splits(spec.key, str(root), splits)
+    _check_revision(spec, hub, set(read.revisions.values()))
+    train, test = _labelled_splits(spec.key, str(root), read.splits)
     source = {
         "layout": "hf-parquet",
         "repo_id": hub.repo_id,
         "root": str(root),
-        "revision": _one_revision(revisions),
+        "revision": _one_revision(read.revisions),
         "pinned_revision": hub.revision,
-        "files": checksums,
+        "files": read.checksums,
     }
     return TaskData(spec=spec, train=train, test=test, source=source)
 
@@ -403,26 +413,17 @@ def _gb_folders(spec: TaskSpec, root: Path) -> TaskData:
 def _gb_parquet(spec: TaskSpec, root: Path, files: list[Path]) -> TaskData:
     """The mirror's `data/{train,test}-*.parquet` (columns `seq`, integer `label`). Labels stay the
     stored integers: the mirror does not document which class folder each id stands for."""
-    splits = {s: _Examples() for s in SPLITS}
-    checksums: dict[str, str] = {}
-    revisions: dict[str, str] = {}
+    read = _ParquetFiles()
     for path in files:
         data = _read_parquet(path, [GB_SEQUENCE_COLUMN, LABEL_COLUMN])
-        sequences, names = _labelled_rows(path, GB_SEQUENCE_COLUMN, data, task=None)
-        split = splits[_split_of(path) or "train"]
-        split.sequences += sequences
-        split.names += names
-        rel = path.relative_to(root).as_posix()
-        checksums[rel] = file_sha256(path)
-        if (revision := hub_revision(root, path)) is not None:
-            revisions[rel] = revision
-    train, test = _labelled_splits(spec.key, str(root), splits)
+        read.add(root, path, *_labelled_rows(path, GB_SEQUENCE_COLUMN, data, task=None))
+    train, test = _labelled_splits(spec.key, str(root), read.splits)
     source = {
         "layout": "gb-parquet-mirror",
         "repo_id": gb_mirror(spec.name),
         "root": str(root),
-        "revision": _one_revision(revisions),
+        "revision": _one_revision(read.revisions),
         "labels": "integer ids as stored in the mirror",
-        "files": checksums,
+        "files": read.checksums,
     }
     return TaskData(spec=spec, train=train, test=test, source=source)

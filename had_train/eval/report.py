@@ -47,15 +47,7 @@ def format_table(results: dict[str, Any]) -> str:
         row.append(_mean_std(results["summary"][name]))
         rows.append(row)
 
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = [
-        "  ".join(
-            cell.ljust(w) if i == 0 else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(r, widths, strict=True))
-        ).rstrip()
-        for r in rows
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = aligned_table(rows)
 
     n_train = "/".join(str(n) for n in sorted({f["n_train"] for f in folds}))
     n_test = "/".join(str(n) for n in sorted({f["n_test"] for f in folds}))
@@ -92,16 +84,22 @@ def baseline_lines(results: dict[str, Any]) -> list[str]:
         rows.append(
             [BASELINE_LABELS.get(key, key)] + [_mean_std(entry["summary"][n]) for n in names]
         )
+    return [""] + aligned_table(rows)
+
+
+def aligned_table(rows: list[list[str]]) -> list[str]:
+    """Text table lines: the first row a header underlined with dashes, the first column
+    left-aligned and the others right-aligned (numbers), columns two spaces apart."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [
         "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(r, widths, strict=True))
-        )
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(r, widths, strict=True))
+        ).rstrip()
         for r in rows
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    return [""] + lines
+    return lines
 
 
 def plot_tsne(

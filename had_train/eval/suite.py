@@ -338,6 +338,7 @@ class TaskRunner:
     rc_codes: np.ndarray | None = None
     teacher_finetune: bool = False
     _tokens: tuple[np.ndarray, np.ndarray] | None = None
+    _fingerprints: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         p = self.task.protocol
@@ -376,6 +377,13 @@ class TaskRunner:
         return self.cfg.patience or self.task.protocol.early_stopping
 
     def fingerprint(self, model: str) -> str:
+        """The settings key of `model`'s runs (computed once: it hashes the task's data and
+        the checkpoint's weights)."""
+        if model not in self._fingerprints:
+            self._fingerprints[model] = self._fingerprint(model)
+        return self._fingerprints[model]
+
+    def _fingerprint(self, model: str) -> str:
         extra: dict[str, Any] = {
             "task_sha256": self.task.data.fingerprint(),
             "protocol": asdict(self.task.protocol),

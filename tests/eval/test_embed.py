@@ -4,7 +4,6 @@ padding invariance, and one-line errors."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,17 +17,8 @@ from had_train.cli import main as had_train
 from had_train.embed import EmbedConfig, embed_sequences, embed_to_file, load_encoder
 from had_train.model import HadStudentForPretraining
 from tests.conftest import real_dna
-from tests.helpers import tiny_config
+from tests.helpers import one_torch_thread, tiny_config  # noqa: F401 (fixture)
 from tests.test_cli import assert_one_line_error
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Iterator[None]:
-    """Tiny shapes on a shared 2-core machine: one intra-op thread is faster than two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

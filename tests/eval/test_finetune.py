@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,17 +31,9 @@ from had_train.model import (
     HadStudentForSequenceClassification,
 )
 from had_train.schedule import warmup_cosine
+from tests.helpers import one_torch_thread  # noqa: F401 (fixture)
 
 N_SMALL = 200
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Iterator[None]:
-    """Tiny shapes on a shared 2-core machine: one intra-op thread is ~10x faster than two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

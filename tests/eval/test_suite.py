@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,17 +28,10 @@ from had_train.model import (
     HadStudentForPretraining,
     HadStudentForSequenceClassification,
 )
+from tests.helpers import one_torch_thread  # noqa: F401 (fixture)
 
 HOLDOUT = Protocol(kind="holdout", seeds=3, val_frac=0.2)
 KFOLD = Protocol(kind="kfold", seeds=1, folds=4)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def gc_rows(n: int, length: int, seed: int) -> list[tuple[str, str]]:

@@ -15,6 +15,7 @@ import torch
 from had_common import distributed
 from had_common.errors import ConfigError
 from had_train.pretrain import PretrainConfig
+from tests.helpers import tiny_pretrain_config
 
 LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -22,11 +23,6 @@ LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 @pytest.fixture
 def store(train_store: Path) -> Path:
     return train_store
-
-
-def _cfg(store: Path, out: Path, **kw: object) -> PretrainConfig:
-    base = {"preset": "tiny", "batch_size": 8, "lr": 3e-3, "save_every": 2, "log_every": 1}
-    return PretrainConfig(cache=str(store), out=str(out), **(base | kw))
 
 
 def _rank_main(rank: int, world: int, port: int, cfg: PretrainConfig, resume: bool) -> None:
@@ -88,12 +84,12 @@ def test_two_ranks_train_what_one_process_trains_and_resume(store: Path, tmp_pat
     within 1e-5 after 3 steps. Both ranks end identical; the 2-rank run was stopped after
     step 2 and resumed."""
     one_accum = tmp_path / "one-accum"
-    _launch(1, _cfg(store, one_accum, steps=3, grad_accum=2))
+    _launch(1, tiny_pretrain_config(store, one_accum, steps=3, grad_accum=2))
     one = tmp_path / "one"
-    _launch(1, _cfg(store, one, steps=3))
+    _launch(1, tiny_pretrain_config(store, one, steps=3))
     two = tmp_path / "two"
-    _launch(2, _cfg(store, two, steps=2))
-    _launch(2, _cfg(store, two, steps=3), resume=True)
+    _launch(2, tiny_pretrain_config(store, two, steps=2))
+    _launch(2, tiny_pretrain_config(store, two, steps=3), resume=True)
 
     ranks = [_weights(two, r, 3) for r in (0, 1)]
     accum, single = _weights(one_accum, 0, 3), _weights(one, 0, 3)

@@ -15,16 +15,12 @@ from safetensors.torch import load_file
 
 from had_train import checkpoint, losses
 from had_train.pretrain import PretrainConfig, pretrain
+from tests.helpers import tiny_pretrain_config
 
 
 @pytest.fixture
 def store(train_store: Path) -> Path:
     return train_store
-
-
-def _cfg(store: Path, out: Path, **kw: object) -> PretrainConfig:
-    base = {"preset": "tiny", "batch_size": 8, "lr": 3e-3, "save_every": 2, "log_every": 1}
-    return PretrainConfig(cache=str(store), out=str(out), **(base | kw))
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -77,19 +73,23 @@ def test_sigkill_between_and_during_checkpoints_then_resume_is_bit_identical(
 ) -> None:
     """With --ema, so the averaged weights (saved in checkpoints) must resume exactly too."""
     straight, run = tmp_path / "straight", tmp_path / "run"
-    assert _run(_cfg(store, straight, steps=6, ema=0.9)) == 0
+    assert _run(tiny_pretrain_config(store, straight, steps=6, ema=0.9)) == 0
 
-    assert _run(_cfg(store, run, steps=6, ema=0.9), kill=("step", 4)) == -signal.SIGKILL
+    assert (
+        _run(tiny_pretrain_config(store, run, steps=6, ema=0.9), kill=("step", 4))
+        == -signal.SIGKILL
+    )
     assert checkpoint.latest_checkpoint(run) == checkpoint.step_dir(run, 2)
     assert len(_rows(run)) == 3  # rows past the checkpoint: rewritten on resume
 
     assert (
-        _run(_cfg(store, run, steps=6, ema=0.9), resume=True, kill=("save", 4)) == -signal.SIGKILL
+        _run(tiny_pretrain_config(store, run, steps=6, ema=0.9), resume=True, kill=("save", 4))
+        == -signal.SIGKILL
     )
     assert (run / "step-0000004.tmp").is_dir()
     assert checkpoint.latest_checkpoint(run) == checkpoint.step_dir(run, 2)
 
-    assert _run(_cfg(store, run, steps=6, ema=0.9), resume=True) == 0
+    assert _run(tiny_pretrain_config(store, run, steps=6, ema=0.9), resume=True) == 0
     assert _rows(run) == _rows(straight) and len(_rows(run)) == 6
     a, b = (checkpoint.latest_checkpoint(r) for r in (straight, run))
     assert a.name == b.name == "step-0000006" and not (run / "step-0000004.tmp").exists()
@@ -120,6 +120,6 @@ def test_non_finite_loss_stops_with_step_and_records_and_keeps_the_last_good_che
     with pytest.raises(
         losses.NonFiniteLossError, match=r"in step 3 \(loss nan.*records in it: \[\d+"
     ):
-        pretrain(_cfg(store, run, steps=6, log_every=4), progress=False)
+        pretrain(tiny_pretrain_config(store, run, steps=6, log_every=4), progress=False)
     assert checkpoint.latest_checkpoint(run) == checkpoint.step_dir(run, 2)
     assert not checkpoint.step_dir(run, 4).exists()

@@ -25,6 +25,7 @@ from had_train.pretrain import (
     pretrain,
 )
 from tests.conftest import extract_store
+from tests.helpers import tiny_pretrain_config
 
 
 def _extract(fasta: Path, teacher: Path, out: Path, **kw: object) -> Path:
@@ -39,18 +40,6 @@ def store(tmp_path_factory: pytest.TempPathFactory, small_fasta: Path, tiny_teac
     )
 
 
-def _cfg(store: Path, out: Path, **kw: object) -> PretrainConfig:
-    base = {
-        "preset": "tiny",
-        "batch_size": 8,
-        "lr": 3e-3,
-        "save_every": 2,
-        "log_every": 1,
-        "warmup_frac": 0.1,
-    }
-    return PretrainConfig(cache=str(store), out=str(out), **(base | kw))
-
-
 def _losses(run: Path) -> list[float]:
     with open(run / "losses.csv", newline="") as fh:
         return [float(r["loss"]) for r in csv.DictReader(fh)]
@@ -60,7 +49,7 @@ def test_loss_decreases(small_fasta: Path, tiny_teacher: Path, tmp_path: Path) -
     """On a store of one batch, both losses must fall within a few steps."""
     one_batch = _extract(small_fasta, tiny_teacher, tmp_path / "one.zarr", max_windows=8)
     run = tmp_path / "run"
-    pretrain(_cfg(one_batch, run, steps=15, save_every=15, lr=1e-2), progress=False)
+    pretrain(tiny_pretrain_config(one_batch, run, steps=15, save_every=15, lr=1e-2), progress=False)
     with open(run / "losses.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 15
@@ -76,13 +65,17 @@ def test_objectives_and_held_out_chunks(store: Path, tmp_path: Path) -> None:
     trained = np.concatenate([data.record_ids(s) for s in range(40)])
     assert len(data.held_out) and not np.isin(data.held_out, trained).any()
 
-    init = build_model(_cfg(store, tmp_path), hidden_size=data.attrs.hidden_size).state_dict()
+    init = build_model(
+        tiny_pretrain_config(store, tmp_path), hidden_size=data.attrs.hidden_size
+    ).state_dict()
     for objective, frozen, moved in (
         ("mlm", "align_head.", "decoder."),
         ("distill", "decoder.", "align_head."),
     ):
         run = tmp_path / objective
-        cfg = _cfg(store, run, steps=4, save_every=4, holdout_chunks=1, objective=objective)
+        cfg = tiny_pretrain_config(
+            store, run, steps=4, save_every=4, holdout_chunks=1, objective=objective
+        )
         final = pretrain(cfg, progress=False)
         weights = HadStudentForPretraining.from_pretrained(final).state_dict()
         for name, value in weights.items():
@@ -130,7 +123,9 @@ def _held_out_by_hand(model: HadStudentForPretraining, data: PretrainBatches) ->
 
 def test_mixers_replace_the_presets_stack(store: Path, tmp_path: Path) -> None:
     """--mixers builds, trains and saves the stack it names, for architecture ablations."""
-    final = pretrain(_cfg(store, tmp_path / "run", steps=2, mixers="mamba, attention"))
+    final = pretrain(
+        tiny_pretrain_config(store, tmp_path / "run", steps=2, mixers="mamba, attention")
+    )
     model = HadStudentForPretraining.from_pretrained(final)
     assert model.config.mixers == ["mamba", "attention"]
     assert type(model.had.layers[0].mixer.layer).__name__ == "Mamba"
@@ -144,7 +139,7 @@ def test_bf16_precision_autocasts_the_forward_and_keeps_fp32_weights(
     the saved weights stay float32."""
     runs = {p: tmp_path / p for p in ("fp32", "bf16")}
     for precision, run in runs.items():
-        pretrain(_cfg(store, run, steps=3, precision=precision), progress=False)
+        pretrain(tiny_pretrain_config(store, run, steps=3, precision=precision), progress=False)
     weights = {
         p: HadStudentForPretraining.from_pretrained(checkpoint.latest_checkpoint(run))
         for p, run in runs.items()
@@ -155,14 +150,14 @@ def test_bf16_precision_autocasts_the_forward_and_keeps_fp32_weights(
     for a, b in zip(_losses(runs["fp32"]), _losses(runs["bf16"]), strict=True):
         assert abs(a - b) <= 0.05 * a
     with pytest.raises(ConfigError, match="--precision"):
-        pretrain(_cfg(store, tmp_path / "bad", precision="fp8"), progress=False)
+        pretrain(tiny_pretrain_config(store, tmp_path / "bad", precision="fp8"), progress=False)
 
 
 def test_resume_continues_from_the_saved_step(store: Path, tmp_path: Path) -> None:
     straight, split = tmp_path / "straight", tmp_path / "split"
-    pretrain(_cfg(store, straight, steps=4), progress=False)
-    pretrain(_cfg(store, split, steps=2), progress=False)
-    pretrain(_cfg(store, split, steps=4), resume=True, progress=False)
+    pretrain(tiny_pretrain_config(store, straight, steps=4), progress=False)
+    pretrain(tiny_pretrain_config(store, split, steps=2), progress=False)
+    pretrain(tiny_pretrain_config(store, split, steps=4), resume=True, progress=False)
     a = HadStudentForPretraining.from_pretrained(checkpoint.latest_checkpoint(straight))
     b = HadStudentForPretraining.from_pretrained(checkpoint.latest_checkpoint(split))
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
@@ -172,14 +167,14 @@ def test_resume_continues_from_the_saved_step(store: Path, tmp_path: Path) -> No
 
 
 def test_existing_run_needs_resume(store: Path, tmp_path: Path) -> None:
-    pretrain(_cfg(store, tmp_path / "r", steps=2), progress=False)
+    pretrain(tiny_pretrain_config(store, tmp_path / "r", steps=2), progress=False)
     with pytest.raises(RunError, match="--resume"):
-        pretrain(_cfg(store, tmp_path / "r", steps=2), progress=False)
+        pretrain(tiny_pretrain_config(store, tmp_path / "r", steps=2), progress=False)
 
 
 def test_checkpoint_without_marker_does_not_count(store: Path, tmp_path: Path) -> None:
     run = tmp_path / "r"
-    pretrain(_cfg(store, run, steps=2), progress=False)
+    pretrain(tiny_pretrain_config(store, run, steps=2), progress=False)
     torn = checkpoint.step_dir(run, 4)
     torn.mkdir()
     (torn / "config.json").write_text("{}")  # a kill before the marker was written
