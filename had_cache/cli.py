@@ -13,6 +13,8 @@ import click
 from had_cache import teacher, verify, windows
 from had_cache.explain import explain_tokens
 from had_cache.extract import ExtractConfig, extract
+from had_cache.reader import is_url
+from had_cache.writer import finalize_store
 from had_common.cli import CONTEXT_SETTINGS, device_option, exit_on_had_error
 
 _DEFAULTS = ExtractConfig(fasta=Path(), out=Path())
@@ -45,9 +47,8 @@ def main() -> None:
 )
 @click.option(
     "--out",
-    type=click.Path(path_type=Path),
     default=None,
-    help="Store to write or resume. [default: ./<fasta name>.had.zarr]",
+    help="Store to write or resume: a folder, or any fsspec URL (s3://bucket/hg38.had.zarr, gs://..., file:///...; the filesystem's package, e.g. s3fs, must be installed). [default: ./<fasta name>.had.zarr]",
 )
 @click.option(
     "--window-bp",
@@ -112,10 +113,45 @@ def main() -> None:
     help="`both` also caches every window's reverse complement as its own record.",
 )
 @click.option(
+    "--stride",
+    type=int,
+    default=None,
+    help="Bases between the starts of consecutive windows; less than --window-bp makes them overlap. [default: --window-bp, no overlap]",
+)
+@click.option(
+    "--bed",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="BED file of regions (0-based, end exclusive): windows are tiled from each region's start and lie wholly inside it (overlapping regions are merged). [default: whole contigs]",
+)
+@click.option(
     "--chunk-records",
     type=int,
     default=None,
-    help="Records per Zarr chunk. [default: ~16 MB of teacher features]",
+    help="Records per Zarr chunk, the unit a reader decodes at once. [default: ~16 MB of teacher features]",
+)
+@click.option(
+    "--shard-chunks",
+    type=int,
+    default=None,
+    help="Chunks per shard, the unit one process writes whole, marks done and resumes (one file per shard and array). [default: ~256 MB of teacher features]",
+)
+@click.option(
+    "--shard",
+    default=None,
+    help="This process's share as r/R (0 <= r < R) for job arrays without a launcher; under torchrun or srun the rank is read from the environment. Ranks share one store and write disjoint shards; the last to finish marks it complete. [default: the launcher's rank, else 0/1]",
+)
+@click.option(
+    "--workers",
+    default=_d("workers"),
+    show_default=True,
+    help="Threads that read windows, draw masks and tokenise ahead of the teacher (0: on the teacher's thread).",
+)
+@click.option(
+    "--write-queue",
+    default=_d("write_queue"),
+    show_default=True,
+    help="Whole shards that may wait for the background writer (bounds host memory: each is one shard of every array).",
 )
 @click.option(
     "--revision", default=None, help="Hub revision (branch, tag or commit) of the teacher."
@@ -142,19 +178,37 @@ def main() -> None:
 def extract_cmd(**options: object) -> None:
     """Tile a genome into windows, mask 6-mer groups, run the teacher, write a Zarr store.
 
-    Windows containing N are skipped. Rerunning the same command resumes an interrupted store.
+    Windows containing N (or another IUPAC code) are skipped; soft-masked bases read as upper
+    case. Rerunning the same command resumes an interrupted store. Run it under
+    `torchrun --nproc-per-node G -m had_cache extract ...`, `srun`, or as R processes with
+    `--shard r/R`: each takes its own shards of the one store.
     """
     summary = extract(ExtractConfig.from_options(**options))  # type: ignore[arg-type]
     click.echo("\n".join(summary.lines()))
 
 
+@main.command("finalize")
+@click.argument("store")
+@exit_on_had_error
+def finalize_cmd(store: str) -> None:
+    """Mark a store complete once every shard is written (the last rank of a sharded run does
+    this itself; use it when that rank was killed after its shards, e.g. in a job array)."""
+    attrs = finalize_store(_store(store))
+    click.echo(f"complete: {store} ({attrs.n_records:,} windows in {attrs.n_shards:,} shards)")
+
+
+def _store(store: str) -> Path | str:
+    """A store argument: an fsspec URL stays a string, anything else is a local path."""
+    return store if is_url(store) else Path(store)
+
+
 @main.command("inspect")
-@click.argument("store", type=click.Path(path_type=Path))
+@click.argument("store")
 @click.option("--json", "as_json", is_flag=True, help="Print the store's full attributes as JSON.")
 @exit_on_had_error
-def inspect_cmd(store: Path, as_json: bool) -> None:
+def inspect_cmd(store: str, as_json: bool) -> None:
     """Summarise a store: teacher, windows, shapes, completeness."""
-    click.echo("\n".join(verify.describe_store(store, as_json)))
+    click.echo("\n".join(verify.describe_store(_store(store), as_json)))
 
 
 @main.command("tokenize")
@@ -187,7 +241,7 @@ def tokenize_cmd(**options: object) -> None:
 
 
 @main.command("verify")
-@click.argument("store", type=click.Path(path_type=Path))
+@click.argument("store")
 @click.option(
     "--recompute",
     type=int,
@@ -218,21 +272,23 @@ def tokenize_cmd(**options: object) -> None:
 @click.option(
     "--repair",
     is_flag=True,
-    help="Clear the done markers of damaged chunks, so rerunning the same `extract` rewrites them.",
+    help="Clear the done markers of the shards holding damaged chunks, so rerunning the same `extract` rewrites them.",
 )
 @exit_on_had_error
 def verify_cmd(
-    store: Path, min_cosine: float, recompute: int | None, repair: bool, **options: object
+    store: str, min_cosine: float, recompute: int | None, repair: bool, **options: object
 ) -> None:
     """Read every chunk of a store and check it (present, checksum, shape, finite values,
     masks, bases); with --recompute, also re-run the teacher on random records and compare."""
+    store = _store(store)  # type: ignore[assignment]
     integrity = verify.check_integrity(store)
     click.echo("\n".join(integrity.lines()))
-    if repair and integrity.bad_chunks:
-        chunks = verify.repair_marks(store, integrity)
+    if repair and integrity.bad_shards:
+        shards = verify.repair_marks(store, integrity)
         click.echo(
-            f"repaired         {len(chunks)} damaged chunk(s) marked for re-extraction "
-            f"({', '.join(map(str, chunks[:10]))}); rerun the same `had-cache extract` command"
+            f"repaired         {len(shards)} shard(s) holding damaged chunks marked for "
+            f"re-extraction ({', '.join(map(str, shards[:10]))}); rerun the same "
+            "`had-cache extract` command"
         )
         return
     integrity.check()

@@ -1,19 +1,27 @@
-"""Orchestrate stage one: plan windows, load the teacher, then fill the store chunk by chunk.
+"""Orchestrate stage one: plan windows, load the teacher, then fill this rank's shards.
 
 Every check that needs only the options, the FASTA (its index and window table) and the
 teacher's config runs before the teacher's weights are loaded (seconds for the demo teacher,
-minutes for NTv2-500M); the teacher is loaded and gated before anything is written, so a bad
-`--teacher` never leaves a half store behind. Each chunk: read its windows, draw its group masks from (seed, record), mask the
-teacher's input with `<mask>`, run the teacher in batches, keep the visible tokens' features,
-write, mark done. A crash loses at most the chunk in flight; rerunning resumes.
+minutes for NTv2-500M), and the window plan is printed then; the teacher is loaded and gated
+before anything is written, so a bad `--teacher` never leaves a half store behind.
+
+Ranks: under torchrun or srun (RANK/WORLD_SIZE, SLURM_PROCID/SLURM_NTASKS) or with `--shard r/R`
+(job arrays, no launcher), every process plans the same window list and takes its own
+contiguous range of shards; no process group is needed (a crashed rank never hangs the
+others), the store is created once under a setup lock and the last rank to finish marks it
+complete. Each shard: windows read, masked and tokenised ahead in threads, the teacher run
+batch by batch, the visible tokens' features gathered into the shard, the whole shard handed
+to the writer thread (`pipeline.py`). A crash loses at most the shards in flight; the same
+command resumes.
 """
 
 from __future__ import annotations
 
 import re
 import shutil
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +31,20 @@ from tqdm.auto import tqdm
 import had_cache
 from had_cache import dna, gate, masking, schema, windows
 from had_cache import teacher as teacher_mod
-from had_cache.reader import read_attrs
+from had_cache.pipeline import BackgroundWriter, Batch, Prefetcher, ShardBuffer
+from had_cache.reader import Location, StoreLike, is_url, read_attrs
 from had_cache.schema import StoreError
-from had_cache.writer import StoreWriter, check_target, lock_store, store_state
+from had_cache.writer import (
+    StoreWriter,
+    check_target,
+    check_writable_version,
+    lock_store,
+    store_state,
+)
 from had_common import device as device_rule
+from had_common import distributed
 from had_common.checksums import file_sha256
+from had_common.distributed import World
 from had_common.errors import ConfigError
 from had_common.provenance import provenance
 
@@ -47,7 +64,7 @@ class ExtractConfig:
     """Options of `had-cache extract` (see its --help for the reasons behind each default)."""
 
     fasta: Path
-    out: Path
+    out: StoreLike
     teacher: str = teacher_mod.PAPER_TEACHER
     window_bp: int = 1020
     mask_ratio: float = masking.DEFAULT_RATIO
@@ -60,6 +77,12 @@ class ExtractConfig:
     contigs: str = windows.CONTIG_CHOICES[0]
     strands: str = windows.STRAND_CHOICES[0]
     chunk_records: int | None = None
+    shard_chunks: int | None = None
+    stride: int | None = None
+    bed: Path | None = None
+    shard: str | None = None
+    workers: int = 2
+    write_queue: int = 2
     revision: str | None = None
     trust_remote_code: bool = True
     min_teacher_accuracy: float = gate.DEFAULT_MIN_ACCURACY
@@ -70,25 +93,43 @@ class ExtractConfig:
     def from_options(
         cls,
         fasta: str | Path,
-        out: Path | None = None,
+        out: str | Path | None = None,
         layer: int | None = None,
         layers: str | None = None,
         **options: object,
     ) -> ExtractConfig:
         """The command line's form: `demo` names the embedded FASTA, `--out` defaults to
-        ./<fasta name>.had.zarr, and `--layer`/`--layers` become one tuple."""
+        ./<fasta name>.had.zarr (a URL stays a URL), and `--layer`/`--layers` become one tuple."""
         path = windows.fasta_path(fasta)
         return cls(
             fasta=path,
-            out=out or default_store_path(path),
+            out=default_store_path(path) if out is None else out if is_url(out) else Path(out),
             layers=teacher_mod.parse_layers(layer, layers),
             **options,  # type: ignore[arg-type]
         )
 
 
+def resolve_world(shard: str | None) -> World:
+    """This process's rank and world size: `--shard r/R`, else the launcher's variables
+    (torchrun, srun), else one process. `--shard` under a launcher must agree with it."""
+    launched = distributed.world_from_env()
+    if shard is None:
+        return launched
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", shard)
+    if not match or not 0 <= int(match[1]) < int(match[2]):
+        raise ConfigError(f"--shard takes r/R with 0 <= r < R (e.g. 0/8), got {shard!r}")
+    rank, size = int(match[1]), int(match[2])
+    if launched.distributed and (launched.rank, launched.world_size) != (rank, size):
+        raise ConfigError(
+            f"--shard {rank}/{size} disagrees with the launcher, which says rank "
+            f"{launched.rank} of {launched.world_size}; drop --shard under torchrun or srun"
+        )
+    return World(rank, size, launched.local_rank)
+
+
 @dataclass(frozen=True)
 class ExtractSummary:
-    store: Path
+    store: str
     windows: int
     written_windows: int
     teacher_tokens: int
@@ -96,86 +137,203 @@ class ExtractSummary:
     bytes_on_disk: int
     seconds: float
     skipped_ambiguous_windows: int = 0
+    world: World = field(default_factory=World)
+    shards: range = range(0)
+    complete: bool = True
+    shards_left: int = 0
 
     def lines(self) -> list[str]:
         ambiguous, n = self.skipped_ambiguous_windows, self.skipped_n_windows
         skipped = f"{n - ambiguous:,} skipped for N"
         if ambiguous:
             skipped += f", {ambiguous:,} for other IUPAC ambiguity codes"
-        return [
-            f"store            {self.store}",
+        lines = [
+            f"store            {self.store}"
+            + ("" if self.complete else f" (incomplete: {self.shards_left:,} shard(s) to go)"),
             f"windows          {self.windows:,} ({self.written_windows:,} written this run, "
             f"{skipped})",
             f"teacher tokens   {self.teacher_tokens:,}",
             f"bytes on disk    {self.bytes_on_disk / 1e6:,.1f} MB",
             f"seconds          {self.seconds:,.1f}",
         ]
+        if self.world.distributed:
+            owned = f"{self.shards.start}-{self.shards.stop - 1}" if self.shards else "none"
+            lines.append(
+                f"rank             {self.world.rank} of {self.world.world_size} (shards {owned})"
+                + (
+                    "; the store is complete"
+                    if self.complete
+                    else "; the last rank to finish marks the store complete"
+                )
+            )
+        return lines
 
 
-def directory_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+def plan_lines(
+    cfg: ExtractConfig,
+    table: windows.WindowTable,
+    attrs: schema.StoreAttrs,
+    world: World,
+) -> list[str]:
+    """The window plan, printed before the teacher loads: what will be extracted, what was
+    skipped and why, and this rank's share."""
+    ambiguous = table.skipped_ambiguous
+    skipped = f"{table.skipped_n - ambiguous:,} with N"
+    if ambiguous:
+        skipped += f", {ambiguous:,} with other IUPAC ambiguity codes"
+    where = f"{len(table.contigs)} contig(s)"
+    if cfg.bed is not None:
+        where += f", inside the regions of {cfg.bed}"
+    stride = cfg.stride or cfg.window_bp
+    lines = [
+        f"plan             {attrs.n_records:,} windows of {attrs.window_bp:,} bp "
+        f"(stride {stride:,}, strands {cfg.strands}) on {where}",
+        f"                 {attrs.n_records * attrs.n_tokens:,} teacher tokens, "
+        f"{attrs.n_masked} of {attrs.n_tokens} masked per window; skipped {skipped}"
+        + (f"; --max-windows kept {cfg.max_windows:,}" if cfg.max_windows else ""),
+        f"                 {attrs.n_shards:,} shard(s) of {attrs.shard_records:,} records "
+        f"({attrs.shard_chunks} chunk(s) of {attrs.chunk_records:,}) per array",
+    ]
+    if world.distributed:
+        share = attrs.rank_shards(world.rank, world.world_size)
+        records = sum(len(range(attrs.n_records)[attrs.shard_slice(s)]) for s in share)
+        owned = f"shards {share.start}-{share.stop - 1}" if share else "no shard"
+        lines.append(
+            f"rank             {world.rank} of {world.world_size}: {owned} ({records:,} windows)"
+        )
+    return lines
+
+
+def directory_bytes(path: StoreLike | Location) -> int:
+    return Location(path).nbytes()
 
 
 def extract(cfg: ExtractConfig) -> ExtractSummary:
-    """Run stage one end to end; resumable; returns what was done."""
+    """Run stage one end to end (this rank's share of it); resumable; returns what was done."""
     t0 = time.perf_counter()
     # Everything that needs no teacher weights, cheapest first.
+    world = resolve_world(cfg.shard)
     n_tokens, n_masked = _check_options(cfg)
-    check_target(cfg.out, cfg.overwrite)
-    device = device_rule.resolve_device(cfg.device)
+    where = Location(cfg.out)
+    if world.distributed and cfg.overwrite:
+        lock_store(where, cfg.overwrite, world)  # raises: ranks cannot --overwrite
+    check_target(where, cfg.overwrite)
+    device = distributed.device_for(world, device_rule.resolve_device(cfg.device))
     dtype = teacher_mod.resolve_dtype(cfg.dtype, device)
     config = teacher_mod.load_config(cfg.teacher, cfg.revision, cfg.trust_remote_code)
     if config is not None:
         _check_window_fits(cfg, n_tokens, teacher_mod.max_tokens(config))
         info = teacher_mod.teacher_info(cfg.teacher, config, dtype, cfg.layers, cfg.revision)
-    fasta = windows.open_fasta(cfg.fasta)
+    fasta = windows.open_fasta(cfg.fasta)  # builds the .fai once, before any thread reads
     table = windows.plan_windows(
-        fasta, cfg.window_bp, cfg.contigs, cfg.strands, cfg.max_windows, cfg.progress
+        fasta,
+        cfg.window_bp,
+        cfg.contigs,
+        cfg.strands,
+        cfg.max_windows,
+        cfg.progress,
+        stride=cfg.stride,
+        bed=cfg.bed,
     )
     fasta_sha256 = file_sha256(Path(cfg.fasta))
     if config is not None:
         planned = store_attrs(cfg, table, info, None, n_tokens, n_masked, fasta_sha256)
-        _check_resumable(cfg, planned)
-    out_existed = Path(cfg.out).exists()
-    lock = lock_store(cfg.out, cfg.overwrite)  # a second writer is refused before the weights
+        _check_resumable(cfg, where, planned)
+        if cfg.progress:
+            tqdm.write("\n".join(plan_lines(cfg, table, planned, world)), file=sys.stderr)
+    out_existed = where.local is None or where.local.exists()
+    lock = lock_store(where, cfg.overwrite, world)  # a second writer is refused before the weights
     try:
         # The expensive part: weights, gate, then the store.
         teacher, report = _gated_teacher(cfg, n_tokens, device, dtype)
     except BaseException:
         lock.release()
-        if not out_existed and store_state(cfg.out) == "absent":
-            shutil.rmtree(cfg.out, ignore_errors=True)  # only the folder made for the lock
+        if not out_existed and store_state(where) == "absent":
+            shutil.rmtree(where.local, ignore_errors=True)  # only the folder made for the lock
         raise
     attrs = store_attrs(cfg, table, teacher.info, report, n_tokens, n_masked, fasta_sha256)
-    with StoreWriter.open_or_create(cfg.out, attrs, table, cfg.overwrite, lock) as writer:
-        pending = writer.pending_chunks()
-        n_pending = sum(len(range(attrs.n_records)[attrs.chunk_slice(c)]) for c in pending)
+    with StoreWriter.open_or_create(where, attrs, table, cfg.overwrite, lock, world) as writer:
+        attrs = writer.attrs  # the store's own (a resumed store keeps its attributes)
+        pending = writer.pending_shards()
+        n_pending = sum(len(range(attrs.n_records)[attrs.shard_slice(s)]) for s in pending)
         # Closed on any error too, so the one-line error starts a line of its own.
-        with tqdm(total=n_pending, desc="extracting", unit="win", disable=not cfg.progress) as bar:
-            for chunk in pending:
-                seq, mask, feats = extract_chunk(
-                    fasta, table, teacher, attrs, chunk, cfg.batch_size, bar
-                )
-                writer.write_chunk(chunk, seq, mask, feats)
-        writer.finalize()
+        with tqdm(
+            total=n_pending,
+            desc="extracting" if not world.distributed else f"extracting (rank {world.rank})",
+            unit="win",
+            disable=not cfg.progress,
+            smoothing=0.05,
+        ) as bar:
+            extract_shards(cfg.fasta, table, teacher, writer, pending, cfg, bar)
+        complete = writer.finalize()
+        left = 0 if complete else len(writer.all_pending_shards())
     return ExtractSummary(
-        store=Path(cfg.out),
+        store=str(where),
         windows=attrs.n_records,
         written_windows=n_pending,
         teacher_tokens=n_pending * n_tokens,
         skipped_n_windows=table.skipped_n,
         skipped_ambiguous_windows=table.skipped_ambiguous,
-        bytes_on_disk=directory_bytes(Path(cfg.out)),
+        bytes_on_disk=directory_bytes(where),
         seconds=time.perf_counter() - t0,
+        world=world,
+        shards=attrs.rank_shards(world.rank, world.world_size),
+        complete=complete,
+        shards_left=left,
     )
+
+
+def extract_shards(
+    fasta: Path,
+    table: windows.WindowTable,
+    teacher: teacher_mod.Teacher,
+    writer: StoreWriter,
+    shards: list[int],
+    cfg: ExtractConfig,
+    bar: tqdm | None = None,
+) -> None:
+    """Fill `shards`: inputs prefetched in threads, the teacher on this thread, each whole
+    shard handed to the writer thread. A batch's features are copied to the host after the
+    next batch was launched, so an accelerator never waits for that copy."""
+    attrs = writer.attrs
+    spans = [
+        (lo, min(lo + cfg.batch_size, rows.stop))
+        for rows in map(attrs.shard_slice, shards)
+        for lo in range(rows.start, rows.stop, cfg.batch_size)
+    ]
+    prefetch = Prefetcher(fasta, table, attrs, cfg.workers)
+    buffer: ShardBuffer | None = None
+    with BackgroundWriter(writer, cfg.write_queue) as background:
+
+        def land(batch: Batch, out: dict[int, torch.Tensor]) -> None:
+            nonlocal buffer
+            if buffer is None or not buffer.holds(batch):
+                buffer = ShardBuffer(attrs, batch.lo // attrs.shard_records)
+            if buffer.add(batch, {layer: v.cpu().numpy() for layer, v in out.items()}):
+                background.put(buffer.shard())
+                buffer = None
+            if bar is not None:
+                bar.update(batch.hi - batch.lo)
+
+        in_flight: tuple[Batch, dict[int, torch.Tensor]] | None = None
+        for batch in prefetch.batches(spans, depth=max(2, 2 * cfg.workers)):
+            features = teacher.visible_features(batch.seq, batch.mask, batch.token_ids)
+            out = {layer: v.to(FEATURES_TORCH_DTYPE) for layer, v in features.items()}
+            if in_flight is not None:
+                land(*in_flight)
+            in_flight = (batch, out)
+        if in_flight is not None:
+            land(*in_flight)
 
 
 def _check_options(cfg: ExtractConfig) -> tuple[int, int]:
     """(tokens, masked tokens) per window, or a ConfigError before anything is loaded."""
-    if cfg.batch_size <= 0:
-        raise ConfigError(f"--batch-size must be positive, got {cfg.batch_size}")
-    if cfg.chunk_records is not None and cfg.chunk_records <= 0:
-        raise ConfigError(f"--chunk-records must be positive, got {cfg.chunk_records}")
+    for name in ("batch_size", "chunk_records", "shard_chunks", "stride", "write_queue"):
+        value = getattr(cfg, name)
+        if value is not None and value <= 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if cfg.workers < 0:
+        raise ConfigError(f"--workers must be 0 or more, got {cfg.workers}")
     n_tokens = dna.groups_per_window(cfg.window_bp)
     if not 0.0 < cfg.mask_ratio < 1.0:
         raise ConfigError(f"--mask-ratio must be between 0 and 1, got {cfg.mask_ratio}")
@@ -190,11 +348,13 @@ def _check_window_fits(cfg: ExtractConfig, n_tokens: int, max_tokens: int) -> No
         )
 
 
-def _check_resumable(cfg: ExtractConfig, planned: schema.StoreAttrs) -> None:
+def _check_resumable(cfg: ExtractConfig, where: Location, planned: schema.StoreAttrs) -> None:
     """Refuse, before the weights load, a store at --out that holds another extraction."""
-    if cfg.overwrite or store_state(cfg.out) != "store":
+    if cfg.overwrite or store_state(where) != "store":
         return
-    if not read_attrs(cfg.out).same_extraction(planned):
+    existing = read_attrs(where)
+    check_writable_version(where, existing)
+    if not existing.same_extraction(planned):
         raise StoreError(
             f"{cfg.out} already holds a different extraction (other FASTA, teacher or "
             "options); pass --overwrite to replace it or choose another --out"
@@ -226,6 +386,14 @@ def store_attrs(
 ) -> schema.StoreAttrs:
     """The attributes of the store these options describe (compared on resume); new stores
     carry checksums."""
+    chunk_records = cfg.chunk_records or schema.default_chunk_records(
+        n_tokens - n_masked, info.hidden_size
+    )
+    windowing: dict[str, object] = {}
+    if cfg.stride is not None and cfg.stride != cfg.window_bp:
+        windowing["stride"] = cfg.stride
+    if cfg.bed is not None:
+        windowing["bed"] = {"path": str(Path(cfg.bed).resolve()), "sha256": file_sha256(cfg.bed)}
     return schema.StoreAttrs(
         k=dna.K,
         window_bp=cfg.window_bp,
@@ -234,8 +402,10 @@ def store_attrs(
         mask_ratio=cfg.mask_ratio,
         mask_seed=cfg.seed,
         n_records=len(table),
-        chunk_records=cfg.chunk_records
-        or schema.default_chunk_records(n_tokens - n_masked, info.hidden_size),
+        chunk_records=chunk_records,
+        shard_chunks=cfg.shard_chunks
+        or schema.default_shard_chunks(chunk_records, n_tokens - n_masked, info.hidden_size),
+        windowing=windowing,
         contigs=table.contigs,
         strands=cfg.strands,
         skipped_n_windows=table.skipped_n,
@@ -258,30 +428,3 @@ def store_attrs(
             },
         ),
     )
-
-
-def extract_chunk(
-    fasta: object,
-    table: windows.WindowTable,
-    teacher: teacher_mod.Teacher,
-    attrs: schema.StoreAttrs,
-    chunk: int,
-    batch_size: int,
-    bar: tqdm | None = None,
-) -> tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]:
-    """(seq, group mask, visible features per layer) of one chunk's records, ready to write."""
-    rows = attrs.chunk_slice(chunk)
-    records = range(rows.start, rows.stop)
-    seq = windows.read_windows(fasta, table, records, attrs.window_bp)
-    mask = masking.group_masks(
-        attrs.mask_seed, np.arange(rows.start, rows.stop), attrs.n_tokens, attrs.mask_ratio
-    )
-    shape = (len(records), attrs.n_visible, attrs.hidden_size)
-    feats = {layer: np.empty(shape, schema.TEACHER_DTYPE) for layer in teacher.info.layers}
-    for lo in range(0, len(records), batch_size):
-        hi = min(lo + batch_size, len(records))
-        for layer, out in teacher.visible_features(seq[lo:hi], mask[lo:hi]).items():
-            feats[layer][lo:hi] = out.to(FEATURES_TORCH_DTYPE).cpu().numpy()
-        if bar is not None:
-            bar.update(hi - lo)
-    return seq, mask, feats

@@ -3,8 +3,15 @@
 Reading record by record through zarr costs milliseconds each, so readers take whole chunks
 (megabytes) and shuffle in memory. Every chunk is checked as it is read: a chunk file that is
 missing (zarr would serve fill values), fails its crc32c checksum (schema 2.1) or holds
-non-finite features is refused in one line naming the array and chunk, never trained on. A reader opens the group lazily in each process, so a
-DataLoader worker never inherits an open store across fork.
+non-finite features is refused in one line naming the array and chunk, never trained on. A
+reader opens the group lazily in each process, so a DataLoader worker never inherits an open
+store across fork.
+
+A store is a local folder, any fsspec URL (`s3://bucket/hg38.had.zarr`, `gs://...`,
+`file:///...`, `memory://...`) or a zarr `Store` object (`zarr.storage.MemoryStore`); `Location`
+gives the reader and the writer one interface to all three. Since schema 3.0 the arrays are
+sharded: a chunk is read through its shard's index (a range read of the shard file), and a
+shard file that is missing is damage (every chunk of a written shard is in it).
 """
 
 from __future__ import annotations
@@ -13,12 +20,125 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zarr
+from zarr.abc.store import Store
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+from zarr.storage import LocalStore
+from zarr.storage._common import make_store_path
 
 from had_cache import schema
 from had_cache.schema import StoreError
+
+StoreLike = Path | str | Store
+"""What `--out` / `--cache` may name: a folder, an fsspec URL, or a zarr Store object."""
+
+
+def is_url(target: object) -> bool:
+    """True for `scheme://...` (fsspec URLs); a plain path is a local folder."""
+    return isinstance(target, str) and "://" in target
+
+
+class Location:
+    """Where a store lives, and the few key operations the writer and reader need beyond zarr's
+    arrays (markers, lock objects, presence of a shard file, clearing, size).
+
+    A local folder keeps the file-system rules (hard-link locks, pid liveness, rename-into-place
+    writes); a URL or Store object is reached only through zarr's store classes.
+    """
+
+    def __init__(self, target: StoreLike | Location) -> None:
+        if isinstance(target, Location):
+            target = target.target
+        self.target = target
+        self.local: Path | None = (
+            Path(target) if isinstance(target, Path | str) and not is_url(target) else None
+        )
+        self._store: Store | None = target if isinstance(target, Store) else None
+        self._pid = os.getpid()
+
+    def __str__(self) -> str:
+        if self.local is not None:
+            return str(self.local)
+        if isinstance(self.target, str):
+            return self.target
+        return f"<{type(self.target).__name__}>"
+
+    def __fspath__(self) -> str:  # so that `Path(location)` works for local folders
+        if self.local is None:
+            raise TypeError(f"{self} is not a local path")
+        return str(self.local)
+
+    @property
+    def store(self) -> Store:
+        """The zarr store (opened anew in a forked process, for fsspec's sake)."""
+        if isinstance(self.target, Store):
+            return self.target
+        if self._store is None or self._pid != os.getpid():
+            if self.local is not None:
+                self._store = LocalStore(self.local)
+            else:
+                options = {"auto_mkdir": True} if str(self.target).startswith("file:") else None
+                path = sync(make_store_path(self.target, mode="a", storage_options=options))
+                self._store = path.store
+            self._pid = os.getpid()
+        return self._store
+
+    def exists(self, key: str) -> bool:
+        if self.local is not None:
+            return (self.local / key).is_file()
+        return bool(sync(self.store.exists(key)))
+
+    def get(self, key: str) -> bytes | None:
+        buf = sync(self.store.get(key, prototype=default_buffer_prototype()))
+        return None if buf is None else buf.to_bytes()
+
+    def set(self, key: str, value: bytes, exclusive: bool = False) -> None:
+        buf = default_buffer_prototype().buffer.from_bytes(value)
+        if exclusive:
+            sync(self.store.set_if_not_exists(key, buf))
+        else:
+            sync(self.store.set(key, buf))
+
+    def delete(self, key: str) -> None:
+        sync(self.store.delete(key))
+
+    def keys(self) -> list[str]:
+        """Every key in the store (for stores that are not folders)."""
+
+        async def collect() -> list[str]:
+            return [k async for k in self.store.list_prefix("")]
+
+        return sync(collect())
+
+    def top_names(self) -> list[str]:
+        """Names at the store's top level (files and folders for a local folder)."""
+        if self.local is not None:
+            return [p.name for p in self.local.iterdir()] if self.local.is_dir() else []
+        return sorted({k.split("/", 1)[0] for k in self.keys()})
+
+    def nbytes(self) -> int:
+        """Bytes the store takes (every file or object)."""
+        if self.local is not None:
+            return sum(p.stat().st_size for p in self.local.rglob("*") if p.is_file())
+        return int(sync(self.store.getsize_prefix("")))
+
+    def open_group(self, mode: str = "r") -> zarr.Group:
+        if self.local is not None:
+            return zarr.open_group(str(self.local), mode=mode)
+        return zarr.open_group(store=self.store, mode=mode)
+
+    def __repr__(self) -> str:
+        return f"Location({self})"
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, Location) and str(self) == str(other)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
 
 
 @dataclass(frozen=True)
@@ -48,26 +168,28 @@ def chunk_problem(path: Path, name: str, chunk: int, what: str) -> ChunkError:
     return ChunkError(path, name, chunk, what)
 
 
-def open_group(path: Path, mode: str = "r") -> zarr.Group:
+def open_group(path: StoreLike | Location, mode: str = "r") -> zarr.Group:
     """The Zarr group at `path`, or a StoreError saying what is there instead."""
-    path = Path(path)
-    if not path.exists():
-        raise StoreError(f"store not found: {path}")
-    if not path.is_dir():
-        raise StoreError(f"{path} is a file, not a Zarr store (a folder)")
+    where = Location(path)
+    if where.local is not None:
+        if not where.local.exists():
+            raise StoreError(f"store not found: {where}")
+        if not where.local.is_dir():
+            raise StoreError(f"{where} is a file, not a Zarr store (a folder)")
     try:
-        return zarr.open_group(str(path), mode=mode)
+        return where.open_group(mode)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError) as err:
-        raise StoreError(f"{path} is not a Zarr store") from err
+        what = "not a Zarr store" if where.local is not None else "not a Zarr store (or not found)"
+        raise StoreError(f"{where} is {what}") from err
 
 
-def read_attrs(path: Path) -> schema.StoreAttrs:
+def read_attrs(path: StoreLike | Location) -> schema.StoreAttrs:
     """The validated attributes of the store at `path` (complete or not)."""
     raw = dict(open_group(path).attrs).get(schema.ATTRS_KEY, {})
-    return schema.StoreAttrs.from_json(raw, str(path))
+    return schema.StoreAttrs.from_json(raw, str(Location(path)))
 
 
-def is_store(path: Path) -> bool:
+def is_store(path: StoreLike | Location) -> bool:
     """True only for a folder whose attributes say it is a had-cache store, of any version:
     the one test a path must pass before anything may delete it."""
     try:
@@ -85,17 +207,19 @@ class CacheReader:
     """
 
     def __init__(
-        self, path: Path | str, require_complete: bool = True, layer: int | None = None
+        self, path: StoreLike | Location, require_complete: bool = True, layer: int | None = None
     ) -> None:
-        self.path = Path(path)
-        group = open_group(self.path)
+        self.location = Location(path)
+        self.path = self.location.local or self.location
+        group = open_group(self.location)
         raw = dict(group.attrs).get(schema.ATTRS_KEY, {})
-        self.attrs = schema.StoreAttrs.from_json(raw, str(self.path))
+        self.attrs = schema.StoreAttrs.from_json(raw, str(self.location))
         if require_complete and not self.attrs.complete:
-            done = int(np.sum(group[schema.CHUNK_DONE][:]))
+            done = int(np.sum(group[self.attrs.done_array][:]))
             raise StoreError(
-                f"{self.path} is incomplete ({done}/{self.attrs.n_chunks} chunks written); "
-                "rerun the same `had-cache extract` command to finish it"
+                f"{self.path} is incomplete ({done}/{self.attrs.n_shards} shards written); "
+                "rerun the same `had-cache extract` command (every rank of it) to finish it, "
+                "or `had-cache finalize` if every rank has finished"
             )
         info = self.attrs.teacher
         self.layer = info.default_layer if layer is None else info.resolve_layer(layer)
@@ -110,7 +234,7 @@ class CacheReader:
     @property
     def group(self) -> zarr.Group:
         if self._group is None or self._pid != os.getpid():
-            self._group = zarr.open_group(str(self.path), mode="r")
+            self._group = self.location.open_group("r")
             self._pid = os.getpid()
         return self._group
 
@@ -130,11 +254,14 @@ class CacheReader:
         return any(type(c).__name__ == "Crc32cCodec" for c in self.group[name].compressors)
 
     def chunk_present(self, name: str, chunk: int) -> bool:
-        """True if the file of chunk `chunk` (along the record axis) of array `name` exists."""
+        """True if the file holding chunk `chunk` (along the record axis) of array `name`
+        exists: its shard's file in a sharded array (a written shard holds every chunk, and its
+        index carries a checksum, so a chunk cannot go missing inside it unnoticed)."""
         array = self.group[name]
-        coords = (chunk,) + (0,) * (array.ndim - 1)
+        shard = chunk * array.chunks[0] // (array.shards or array.chunks)[0]
+        coords = (shard,) + (0,) * (array.ndim - 1)
         key = array.metadata.chunk_key_encoding.encode_chunk_key(coords)
-        return (self.path / name / key).is_file()
+        return self.location.exists(f"{name}/{key}")
 
     def must_exist(self, name: str) -> bool:
         """Whether every done chunk of `name` must have a file: always for records' data; for

@@ -1,11 +1,13 @@
 """The store contract between the two stages: array names, dtypes, shapes and attributes.
 
 Nothing else in the project spells an array name or an attribute key. A store is one Zarr v3
-group; every array is chunked along the record axis N with the same `chunk_records`, so one
-chunk index addresses one block of records in every array. `chunk_done[i]` is set only after
-chunk i of every array is written, and the `complete` attribute only after every chunk is done:
-completion is a marker written last, never inferred from which chunk files exist (zarr v3 skips
-writing chunks equal to the fill value).
+group; every array is chunked along the record axis N with the same `chunk_records` (the unit a
+reader decodes) and, since schema 3.0, grouped by zarr's sharding codec into shards of
+`shard_chunks` chunks (the unit one writer owns and writes once, whole: one file per shard and
+array). Both grids are the same in every array, so chunk c and shard s address the same records
+everywhere. `shard_done[s]` is set only after shard s of every array is written, and the
+`complete` attribute only after every shard is done: completion is a marker written last, never
+inferred from which files exist (zarr v3 skips writing chunks equal to the fill value).
 
 Evolution: `SCHEMA_VERSION` is MAJOR.MINOR (`had_common.versions`). A new optional attribute is
 a field with a default and a minor bump, so older stores still read (the field takes its
@@ -23,11 +25,16 @@ from typing import Any
 import numpy as np
 
 from had_common.errors import ConfigError, HadError
-from had_common.versions import check_readable
+from had_common.versions import check_readable, format_version, parse_version
 
-SCHEMA_VERSION = "2.1"
+SCHEMA_VERSION = "3.0"
 """2.0: the layout of schema 2 (stores written as a bare `2` read as 2.0). 2.1: crc32c checksums
-on every chunk, every chunk written (the `checksum` attribute)."""
+on every chunk, every chunk written (the `checksum` attribute). 3.0: shards of `shard_chunks`
+chunks through zarr's sharding codec, one done marker per shard (`shard_done`); a new layout,
+so a major version: 2.x stores still read (every chunk is its own shard there, its marker in
+`chunk_done`) but are not resumed by this version."""
+READS_OLDER_MAJORS = (2,)
+"""Older major versions the reader still reads (never writes to)."""
 FORMAT_NAME = "had-cache"
 ATTRS_KEY = "had"
 
@@ -41,7 +48,9 @@ MASK = "mask"
 CONTIG = "contig"
 START = "start"
 STRAND = "strand"
+SHARD_DONE = "shard_done"
 CHUNK_DONE = "chunk_done"
+"""The done markers of schema 2 stores, one per chunk (each chunk was its own shard)."""
 
 CHECKSUM = "crc32c"
 """The checksum codec new stores carry in every array's codec chain (zarr's `Crc32cCodec`)."""
@@ -51,7 +60,16 @@ CREATING_MARKER = "had.creating"
 """Present while a store is being created, removed once its arrays and attributes exist: a folder
 holding it is a store of ours that a rerun recreates."""
 INDEX_ARRAYS = (CONTIG, START, STRAND)
-"""Written whole at creation (the window table), not chunk by chunk."""
+"""Written whole at creation (the window table), not shard by shard."""
+RANK_LOCK_PREFIX = f"{LOCK_FILE}.rank-"
+"""`had.lock.rank-R-of-W`: the lock of rank R of a run of W ranks (sharded extraction)."""
+SETUP_LOCK = f"{LOCK_FILE}.setup"
+"""Held for seconds by the rank that creates or finalises a sharded store: ranks of one run
+create the store once (the first to arrive) and the last to finish marks it complete."""
+
+
+def rank_lock(rank: int, world_size: int) -> str:
+    return f"{RANK_LOCK_PREFIX}{rank}-of-{world_size}"
 
 
 TEACHER_PREFIX = "teacher_layer_"
@@ -133,11 +151,13 @@ class StoreAttrs:
     teacher: TeacherInfo
     fasta: FastaInfo
     had_version: str
-    schema_version: int = SCHEMA_VERSION
+    schema_version: str = SCHEMA_VERSION
     format: str = FORMAT_NAME
     complete: bool = False
     checksum: str | None = None
     skipped_ambiguous_windows: int = 0
+    shard_chunks: int = 1
+    windowing: dict[str, Any] = field(default_factory=dict)
     teacher_gate: dict[str, Any] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -155,9 +175,44 @@ class StoreAttrs:
         return -(-self.n_records // self.chunk_records)
 
     def chunk_slice(self, chunk: int) -> slice:
-        """Record range of chunk `chunk`."""
+        """Record range of chunk `chunk` (the unit a reader decodes)."""
         start = chunk * self.chunk_records
         return slice(start, min(start + self.chunk_records, self.n_records))
+
+    @property
+    def shard_records(self) -> int:
+        return self.chunk_records * self.shard_chunks
+
+    @property
+    def n_shards(self) -> int:
+        return -(-self.n_records // self.shard_records)
+
+    def shard_slice(self, shard: int) -> slice:
+        """Record range of shard `shard` (the unit one writer owns, writes whole and marks)."""
+        start = shard * self.shard_records
+        return slice(start, min(start + self.shard_records, self.n_records))
+
+    def shard_chunk_range(self, shard: int) -> range:
+        """The chunks of shard `shard`."""
+        first = shard * self.shard_chunks
+        return range(first, min(first + self.shard_chunks, self.n_chunks))
+
+    def rank_shards(self, rank: int, world_size: int) -> range:
+        """The shards rank `rank` of `world_size` owns: a contiguous, disjoint share (the
+        window list is the same on every rank, so the shares tile the store)."""
+        return range(rank * self.n_shards // world_size, (rank + 1) * self.n_shards // world_size)
+
+    @property
+    def version(self) -> tuple[int, int]:
+        """(major, minor) of the schema the store was written with."""
+        parsed = parse_version(self.schema_version)
+        assert parsed is not None, self.schema_version
+        return parsed
+
+    @property
+    def done_array(self) -> str:
+        """The array of done markers: one per shard (3.0), one per chunk before."""
+        return SHARD_DONE if self.version[0] >= 3 else CHUNK_DONE
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -167,34 +222,47 @@ class StoreAttrs:
         """Parse stored attributes, refusing other formats and unreadable schema versions."""
         if not is_store_attrs(data):
             raise StoreError(f"{where} is not a had-cache store (no '{ATTRS_KEY}' attributes)")
-        check_readable(data.get("schema_version"), SCHEMA_VERSION, "schema", where, StoreError)
+        version = check_readable(
+            data.get("schema_version"),
+            SCHEMA_VERSION,
+            "schema",
+            where,
+            StoreError,
+            also_reads=READS_OLDER_MAJORS,
+        )
         fields = dict(data)
         fields["teacher"] = _dataclass_from_json(TeacherInfo, fields.get("teacher"), where)
         fields["fasta"] = _dataclass_from_json(FastaInfo, fields.get("fasta"), where)
-        # Written from now on as this version: a resumed or finalised store is rewritten whole.
-        fields["schema_version"] = SCHEMA_VERSION
+        # The version it was written with decides the layout (the done markers' array);
+        # a writer that finalises a store writes it as this version (`StoreWriter.finalize`).
+        fields["schema_version"] = format_version(version)
         return _dataclass_from_json(cls, fields, where)
 
     def extraction(self) -> dict[str, Any]:
         """The attributes that define the extracted data (not how or when it was written)."""
         data = self.to_json()
-        # The format version says how the attributes are written, not what was extracted.
+        # The format version says how the attributes are written, not what was extracted; the
+        # shard size is how the records are grouped in files (compared by `same_extraction`).
         for volatile in (
             "complete",
             "checksum",
             "skipped_ambiguous_windows",
             "had_version",
             "schema_version",
+            "shard_chunks",
             "teacher_gate",
             "provenance",
             "extra",
         ):
             data.pop(volatile)
+        if not data["windowing"]:  # absent before --bed/--stride: fingerprints stay as they were
+            data.pop("windowing")
         return data
 
     def same_extraction(self, other: StoreAttrs) -> bool:
-        """True if both describe the same extraction (what a resumed run must not change)."""
-        return self.extraction() == other.extraction()
+        """True if both describe the same extraction in the same layout (what a resumed run
+        must not change)."""
+        return self.extraction() == other.extraction() and self.shard_chunks == other.shard_chunks
 
     def fingerprint(self) -> str:
         """sha256 of the defining attributes: the FASTA and teacher checksums, windows, masks."""
@@ -230,8 +298,15 @@ def _dataclass_from_json(cls: type, data: object, where: str) -> Any:
     return cls(**data)
 
 
-def array_specs(attrs: StoreAttrs) -> dict[str, tuple[tuple[int, ...], np.dtype, tuple[int, ...]]]:
-    """name -> (shape, dtype, chunk shape) of every array in a store with these attributes."""
+ArraySpec = tuple[tuple[int, ...], np.dtype, tuple[int, ...]]
+"""(shape, dtype, chunk shape) of one array."""
+
+
+def array_specs(attrs: StoreAttrs) -> dict[str, ArraySpec]:
+    """name -> (shape, dtype, chunk shape) of every array in a store with these attributes.
+
+    The chunk shape is the inner chunk (what a reader decodes); `shard_shape` gives the shard.
+    """
     n, c = attrs.n_records, attrs.chunk_records
     features = (attrs.n_visible, attrs.hidden_size)
     return {
@@ -245,13 +320,42 @@ def array_specs(attrs: StoreAttrs) -> dict[str, tuple[tuple[int, ...], np.dtype,
         CONTIG: ((n,), np.dtype("int32"), (c,)),
         START: ((n,), np.dtype("int64"), (c,)),
         STRAND: ((n,), np.dtype("int8"), (c,)),
-        # One marker per chunk, each in its own zarr chunk, so writers of different chunks never
+        # One marker per shard, each in a file of its own, so writers of different shards never
         # share a file.
-        CHUNK_DONE: ((attrs.n_chunks,), np.dtype("bool"), (1,)),
+        attrs.done_array: ((attrs.n_shards,), np.dtype("bool"), (1,)),
     }
 
 
-def default_chunk_records(n_visible: int, hidden_size: int, target_bytes: int = 16 << 20) -> int:
+def shard_shape(attrs: StoreAttrs, name: str, chunks: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The shard shape of array `name` (chunk shape `chunks`), None where it is not sharded:
+    the done markers, and every array of a store whose shards are one chunk (stored as plain
+    chunks, the layout of schema 2)."""
+    if name == attrs.done_array or attrs.shard_chunks == 1:
+        return None
+    return (chunks[0] * attrs.shard_chunks, *chunks[1:])
+
+
+DEFAULT_CHUNK_BYTES = 16 << 20
+"""~16 MB of one layer's features per chunk: what a reader decodes at once (whole-chunk reads)."""
+DEFAULT_SHARD_BYTES = 256 << 20
+"""~256 MB of one layer's features per shard: hg38 (2.9M windows per strand) x NTv2-500M is
+then ~3,300 files per array per strand, and a writer holds a few shards in memory."""
+
+
+def feature_record_bytes(n_visible: int, hidden_size: int) -> int:
+    return n_visible * hidden_size * TEACHER_DTYPE.itemsize
+
+
+def default_chunk_records(
+    n_visible: int, hidden_size: int, target_bytes: int = DEFAULT_CHUNK_BYTES
+) -> int:
     """Records per chunk so that one chunk of one layer is about `target_bytes` (whole-chunk reads)."""
-    per_record = n_visible * hidden_size * TEACHER_DTYPE.itemsize
-    return max(1, target_bytes // per_record)
+    return max(1, target_bytes // feature_record_bytes(n_visible, hidden_size))
+
+
+def default_shard_chunks(
+    chunk_records: int, n_visible: int, hidden_size: int, target_bytes: int = DEFAULT_SHARD_BYTES
+) -> int:
+    """Chunks per shard so that one shard of one layer is about `target_bytes`."""
+    chunk_bytes = chunk_records * feature_record_bytes(n_visible, hidden_size)
+    return max(1, round(target_bytes / chunk_bytes))

@@ -97,19 +97,27 @@ class Teacher:
         return {layer: out.hidden_states[layer][:, 1:] for layer in self.info.layers}
 
     @torch.inference_mode()
-    def visible_features(self, seq: np.ndarray, mask: np.ndarray) -> dict[int, torch.Tensor]:
+    def visible_features(
+        self, seq: np.ndarray, mask: np.ndarray, token_ids: np.ndarray | None = None
+    ) -> dict[int, torch.Tensor]:
         """Features [B, T - M, D] of the visible tokens, in token order, per stored layer.
 
         seq [B, 6T] N-free codes, mask bool [B, T] with the same count per row. The teacher
         sees masked groups as `<mask>` (its features of visible tokens must not leak them).
+        `token_ids`: that masked input (`teacher_input`), when a prefetcher built it already.
         """
-        ids = masking.teacher_input(tokenize.kmer_ids(seq), mask, tokenize.MASK_ID)
+        ids = teacher_input(seq, mask) if token_ids is None else token_ids
         visible = torch.as_tensor(~np.asarray(mask, dtype=bool), device=self.device)
         n_visible = int(visible[0].sum()) if len(visible) else 0
         return {
             layer: out[visible].reshape(len(seq), n_visible, -1)
             for layer, out in self.features(ids).items()
         }
+
+
+def teacher_input(seq: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The teacher's masked 6-mer ids [B, T] of windows `seq` under group masks `mask`."""
+    return masking.teacher_input(tokenize.kmer_ids(seq), mask, tokenize.MASK_ID)
 
 
 @contextlib.contextmanager

@@ -1,8 +1,9 @@
 """Check a store: every chunk's integrity, and (on request) its features against its teacher.
 
-`check_integrity` reads every chunk of every array: present, checksum (schema 2.1), shape and
-dtype as the schema says, finite features, exactly M masked groups per record, bases A/C/G/T;
-the first problem is named by array and chunk. A store that silently disagrees with its teacher
+`check_integrity` reads every chunk of every done shard of every array: present (its shard's
+file), checksum (schema 2.1 and later), shape and dtype as the schema says, finite features,
+exactly M masked groups per record, bases A/C/G/T; the first problem is named by array and
+chunk, and `--repair` unmarks the shards that hold damaged chunks. A store that silently disagrees with its teacher
 (another checkpoint, another layer, dropout left on, a writer bug) trains a student towards the
 wrong target; `verify_store` recomputes sampled records and catches that before anyone spends
 GPU hours on it.
@@ -113,12 +114,14 @@ def verify_store(
 class IntegrityReport:
     """What `check_integrity` read, and the problems it found (empty: the store is sound)."""
 
-    store: Path
+    store: Path | str
     checksums: bool
     written_as: str
     chunks_read: int
     arrays: int
     problems: list[tuple[str, int | None, str]]  # (array, chunk or None, what)
+    shard_chunks: int = 1
+    done_array: str = schema.SHARD_DONE
 
     def lines(self) -> list[str]:
         sums = (
@@ -144,17 +147,38 @@ class IntegrityReport:
         raise StoreError(f"{err}{more}")
 
     @property
-    def bad_chunks(self) -> list[int]:
-        return sorted({c for _, c, _ in self.problems if c is not None})
+    def bad_shards(self) -> list[int]:
+        """Shards holding a damaged chunk (or whose done marker is damaged)."""
+        return sorted(
+            {
+                c if name == self.done_array else c // self.shard_chunks
+                for name, c, _ in self.problems
+                if c is not None
+            }
+        )
 
 
 def check_integrity(path: Path, max_problems: int = 100) -> IntegrityReport:
-    """Read every done chunk of every array of the store at `path` and check it (see module)."""
+    """Read every chunk of every done shard of every array of the store at `path` and check it
+    (see the module docstring)."""
     reader = CacheReader(path, require_complete=False)
     a = reader.attrs
     written_as = str(dict(open_group(path).attrs)[schema.ATTRS_KEY].get("schema_version"))
     problems: list[tuple[str, int | None, str]] = []
     specs = schema.array_specs(a)
+
+    def report(chunks_read: int, checksums: bool) -> IntegrityReport:
+        return IntegrityReport(
+            path,
+            checksums,
+            written_as,
+            chunks_read,
+            len(specs),
+            problems,
+            a.shard_chunks,
+            a.done_array,
+        )
+
     for name, expected in specs.items():
         found = reader.layout(name)
         if found is None:
@@ -162,38 +186,34 @@ def check_integrity(path: Path, max_problems: int = 100) -> IntegrityReport:
         elif found != expected:
             problems.append((name, None, f"has shape, dtype, chunks {found}, expected {expected}"))
     if problems:
-        return IntegrityReport(
-            Path(path), a.checksum is not None, written_as, 0, len(specs), problems
-        )
+        return report(0, a.checksum is not None)
     checksums = all(reader.has_checksums(name) for name in specs)
-    done = np.zeros(a.n_chunks, dtype=bool)
-    for chunk in range(a.n_chunks):  # one marker per chunk: a damaged one names its chunk
+    done = np.zeros(a.n_shards, dtype=bool)
+    for shard in range(a.n_shards):  # one marker per shard: a damaged one names its shard
         try:
-            done[chunk] = reader.read_array_chunk(schema.CHUNK_DONE, chunk, check_present=False)[0]
+            done[shard] = reader.read_array_chunk(a.done_array, shard, check_present=False)[0]
         except ChunkError as err:
-            problems.append((err.name, chunk, err.what))
-    n_read = a.n_chunks
-    for chunk in np.flatnonzero(done):
-        chunk = int(chunk)
-        for name in specs:
-            if name == schema.CHUNK_DONE:
-                continue
-            try:
-                data = reader.read_array_chunk(name, chunk)
-            except ChunkError as err:
-                problems.append((name, chunk, err.what))
-            else:
-                what = _content_problem(a, name, data)
-                if what:
-                    problems.append((name, chunk, what))
-            n_read += 1
+            problems.append((err.name, shard, err.what))
+    n_read = a.n_shards
+    for shard in np.flatnonzero(done):
+        for chunk in a.shard_chunk_range(int(shard)):
+            for name in specs:
+                if name == a.done_array:
+                    continue
+                try:
+                    data = reader.read_array_chunk(name, chunk)
+                except ChunkError as err:
+                    problems.append((name, chunk, err.what))
+                else:
+                    what = _content_problem(a, name, data)
+                    if what:
+                        problems.append((name, chunk, what))
+                n_read += 1
         if len(problems) >= max_problems:
             break
     if a.complete and not done.all():
-        problems.append(
-            (schema.CHUNK_DONE, None, "says not every chunk is done in a complete store")
-        )
-    return IntegrityReport(Path(path), checksums, written_as, n_read, len(specs), problems)
+        problems.append((a.done_array, None, "says not every shard is done in a complete store"))
+    return report(n_read, checksums)
 
 
 def _content_problem(a: schema.StoreAttrs, name: str, data: np.ndarray) -> str | None:
@@ -208,10 +228,10 @@ def _content_problem(a: schema.StoreAttrs, name: str, data: np.ndarray) -> str |
 
 
 def repair_marks(path: Path, report: IntegrityReport) -> list[int]:
-    """Unmark the damaged chunks of `report` so that rerunning extraction rewrites them."""
-    from had_cache.writer import unmark_chunks
+    """Unmark the shards holding damaged chunks so that rerunning extraction rewrites them."""
+    from had_cache.writer import unmark_shards
 
-    return unmark_chunks(path, report.bad_chunks)
+    return unmark_shards(path, report.bad_shards)
 
 
 def describe_store(path: Path, as_json: bool = False) -> list[str]:
@@ -239,15 +259,18 @@ def describe_store(path: Path, as_json: bool = False) -> list[str]:
         f"fasta      {a.fasta.path}",
         "gate       "
         + (GateReport(**a.teacher_gate).summary() if a.teacher_gate else "not recorded"),
-        f"chunks     {a.n_chunks} x {a.chunk_records} records",
+        f"shards     {a.n_shards} x {a.shard_records} records "
+        f"({a.shard_chunks} chunk(s) of {a.chunk_records}; one file per shard and array)",
         f"schema     {a.schema_version}"
         + (", crc32c checksums" if a.checksum else ", no checksums"),
     ]
 
 
 def _missing_chunks(reader: CacheReader) -> list[tuple[str, int]]:
-    """(array, chunk) of every done chunk whose file is missing (a stat per chunk, no reads)."""
+    """(array, first chunk) of every done shard whose file is missing (a stat per shard and
+    array, no reads)."""
     a = reader.attrs
-    done = np.flatnonzero([reader.chunk_present(schema.CHUNK_DONE, c) for c in range(a.n_chunks)])
-    names = [n for n in schema.array_specs(a) if n != schema.CHUNK_DONE and reader.must_exist(n)]
-    return [(n, int(c)) for c in done for n in names if not reader.chunk_present(n, int(c))]
+    done = [s for s in range(a.n_shards) if reader.chunk_present(a.done_array, s)]
+    names = [n for n in schema.array_specs(a) if n != a.done_array and reader.must_exist(n)]
+    firsts = [a.shard_chunk_range(s).start for s in done]
+    return [(n, c) for c in firsts for n in names if not reader.chunk_present(n, c)]

@@ -1,7 +1,8 @@
-"""FASTA -> the table of windows to extract.
+"""FASTA (+ BED) -> the table of windows to extract.
 
 A window is `window_bp` bases (a multiple of 6, so each teacher token is a whole 6-mer) at a
-fixed tiling of each contig, on one strand. Windows containing any base other than A, C, G, T
+fixed tiling of each contig (or of each --bed region), `--stride` bases apart, on one strand.
+Soft-masked (lower-case) bases read as upper case. Windows containing any base other than A, C, G, T
 are skipped (and counted): the teacher would tokenize them with single-letter fallbacks, which
 breaks the one-token-per-6-bases contract of the store. The table is a pure function of the
 FASTA and the options, so record i is the same window in every run and on every rank.
@@ -170,13 +171,84 @@ def check_contig_lengths(
         )
 
 
-def _refuse_invalid(name: str, classes: np.ndarray, seq: object) -> None:
+def _refuse_invalid(name: str, classes: np.ndarray, seq: object, offset: int = 0) -> None:
     pos = int(np.flatnonzero(classes == dna.INVALID)[0])
     char = str(seq[pos : pos + 1])
     raise FastaError(
-        f"contig {name} holds {char!r} at position {pos + 1:,}, which is no nucleotide letter "
+        f"contig {name} holds {char!r} at position {offset + pos + 1:,}, which is no nucleotide letter "
         "(A, C, G, T, N or an IUPAC ambiguity code); is this a FASTA of DNA?"
     )
+
+
+@dataclass(frozen=True)
+class BedRegions:
+    """Merged, sorted half-open intervals per contig from a BED file (0-based, as BED is)."""
+
+    path: Path
+    intervals: dict[str, list[tuple[int, int]]]
+    n_lines: int
+
+    @property
+    def n_regions(self) -> int:
+        return sum(len(v) for v in self.intervals.values())
+
+
+def read_bed(path: Path, contig_lengths: dict[str, int]) -> BedRegions:
+    """Regions of a BED file (the first three columns; `track`, `browser` and `#` lines are
+    skipped), merged where they overlap or touch; any line that is not a region of a contig of
+    the FASTA is a one-line ConfigError naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--bed {path}: no such file")
+    raw: dict[str, list[tuple[int, int]]] = {}
+    n_lines = 0
+    with open(path) as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip() or line.startswith(("#", "track", "browser")):
+                continue
+            fields = line.split()
+            where = f"--bed {path}, line {number}"
+            if len(fields) < 3:
+                raise ConfigError(f"{where}: expected contig, start, end; got {line.strip()!r}")
+            name = fields[0]
+            try:
+                start, end = int(fields[1]), int(fields[2])
+            except ValueError:
+                raise ConfigError(f"{where}: start and end must be integers") from None
+            if name not in contig_lengths:
+                shown = ", ".join(list(contig_lengths)[:8])
+                raise ConfigError(f"{where}: contig {name} is not in the FASTA (it has: {shown})")
+            if not 0 <= start < end <= contig_lengths[name]:
+                raise ConfigError(
+                    f"{where}: {name}:{start}-{end} is not a region of {name} "
+                    f"(0-{contig_lengths[name]:,}, BED is 0-based, end exclusive)"
+                )
+            raw.setdefault(name, []).append((start, end))
+            n_lines += 1
+    if not n_lines:
+        raise ConfigError(f"--bed {path} holds no region")
+    merged = {}
+    for name, spans in raw.items():
+        out: list[tuple[int, int]] = []
+        for start, end in sorted(spans):
+            if out and start <= out[-1][1]:
+                out[-1] = (out[-1][0], max(out[-1][1], end))
+            else:
+                out.append((start, end))
+        merged[name] = out
+    return BedRegions(path, merged, n_lines)
+
+
+def window_starts(spans: list[tuple[int, int]], window_bp: int, stride: int) -> np.ndarray:
+    """Starts of the windows tiled from the left end of each span, `stride` apart, each wholly
+    inside its span."""
+    parts = [np.arange(a, b - window_bp + 1, stride, dtype=np.int64) for a, b in spans]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def _count_in_windows(positions: np.ndarray, starts: np.ndarray, window_bp: int) -> np.ndarray:
+    """How many of the sorted `positions` fall in each window [start, start + window_bp)."""
+    return np.searchsorted(positions, starts + window_bp) - np.searchsorted(positions, starts)
 
 
 def plan_windows(
@@ -186,36 +258,61 @@ def plan_windows(
     strands: str = "forward",
     max_windows: int | None = None,
     progress: bool = True,
+    stride: int | None = None,
+    bed: Path | None = None,
 ) -> WindowTable:
-    """Tile the chosen contigs into N-free windows; optionally keep an evenly spread subset."""
+    """Tile the chosen contigs (or the --bed regions on them) into N-free windows, `stride`
+    bases apart (default: `window_bp`, no overlap); optionally keep an evenly spread subset."""
     from tqdm.auto import tqdm
 
     dna.groups_per_window(window_bp)
     if strands not in STRAND_CHOICES:
         raise ConfigError(f"--strands must be one of {STRAND_CHOICES}, got {strands!r}")
+    stride = window_bp if stride is None else stride
+    if stride <= 0:
+        raise ConfigError(f"--stride must be positive, got {stride}")
+    if max_windows is not None and max_windows <= 0:
+        raise ConfigError(f"--max-windows must be positive, got {max_windows}")
     names = select_contigs(list(fasta.keys()), contigs)
     check_contig_lengths(fasta, names, window_bp, explicit=contigs not in CONTIG_CHOICES)
+    regions = None
+    if bed is not None:
+        regions = read_bed(bed, {name: len(fasta[name]) for name in fasta.keys()})
+        outside = sorted(set(regions.intervals) - set(names))
+        if outside and not set(regions.intervals) & set(names):
+            raise ConfigError(
+                f"--bed {bed}: no region is on the selected contigs (--contigs {contigs}; the "
+                f"regions are on {', '.join(outside[:5])}); pass --contigs all"
+            )
     contig_idx, starts, skipped, ambiguous = [], [], 0, 0
     for i, name in enumerate(
         tqdm(names, desc="scanning contigs", unit="contig", disable=not progress, delay=2)
     ):
         length = len(fasta[name])
-        n_win = length // window_bp
-        if n_win == 0:
+        spans = [(0, length)] if regions is None else regions.intervals.get(name, [])
+        first = window_starts(spans, window_bp, stride)
+        if not len(first):
             continue
-        classes = dna.letter_classes(fasta[name][: n_win * window_bp])
-        per_window = classes.reshape(n_win, window_bp).max(axis=1)
-        if (per_window == dna.INVALID).any():
-            _refuse_invalid(name, classes, fasta[name])
-        clean = np.flatnonzero(per_window == dna.CLEAN)
-        skipped += n_win - len(clean)
-        ambiguous += int((per_window == dna.AMBIGUOUS).sum())
-        contig_idx.append(np.full(len(clean), i, dtype=np.int32))
-        starts.append(clean.astype(np.int64) * window_bp)
+        lo, hi = int(first[0]), int(first[-1]) + window_bp
+        classes = dna.letter_classes(fasta[name][lo:hi])
+        local = first - lo
+        invalid = np.flatnonzero(classes == dna.INVALID)
+        if len(invalid) and _count_in_windows(invalid, local, window_bp).any():
+            _refuse_invalid(name, classes, fasta[name][lo:hi], offset=lo)
+        with_n = _count_in_windows(np.flatnonzero(classes == dna.UNKNOWN), local, window_bp) > 0
+        with_iupac = (
+            _count_in_windows(np.flatnonzero(classes == dna.AMBIGUOUS), local, window_bp) > 0
+        )
+        clean = ~(with_n | with_iupac)
+        skipped += int((~clean).sum())
+        ambiguous += int((with_iupac & ~with_n).sum())
+        contig_idx.append(np.full(int(clean.sum()), i, dtype=np.int32))
+        starts.append(first[clean])
     if not starts or sum(len(s) for s in starts) == 0:
+        where = "the --bed regions on " if regions is not None else ""
         raise FastaError(
-            f"no N-free window of {window_bp} bp in the selected contigs ({len(names)} contig(s)); "
-            "try a smaller --window-bp or other --contigs"
+            f"no N-free window of {window_bp} bp in {where}the selected contigs "
+            f"({len(names)} contig(s)); try a smaller --window-bp or other --contigs"
         )
     contig = np.concatenate(contig_idx)
     start = np.concatenate(starts)
@@ -226,8 +323,6 @@ def plan_windows(
         strand = np.tile(np.array([1, -1], dtype=np.int8), len(strand))
     table = WindowTable(names, contig, start, strand, skipped, ambiguous)
     if max_windows is not None and max_windows < len(table):
-        if max_windows <= 0:
-            raise ConfigError(f"--max-windows must be positive, got {max_windows}")
         # Evenly spread over the genome rather than the first contig's first windows.
         keep = np.unique(np.linspace(0, len(table) - 1, max_windows).round().astype(np.int64))
         table = table.take(keep)

@@ -44,7 +44,10 @@ def human_bytes(n: float) -> str:
 
 
 def free_bytes(path: Path) -> int | None:
-    """Free space on the device holding `path` (or its nearest existing ancestor)."""
+    """Free space on the device holding `path` (or its nearest existing ancestor); None for a
+    URL (an object store has no device to ask)."""
+    if "://" in str(path):
+        return None
     path = Path(path).absolute()
     for candidate in (path, *path.parents):
         if candidate.exists():

@@ -29,18 +29,29 @@ def format_version(version: tuple[int, int]) -> str:
 
 
 def check_readable(
-    found: object, current: str, what: str, where: str, error: type[HadError]
+    found: object,
+    current: str,
+    what: str,
+    where: str,
+    error: type[HadError],
+    also_reads: tuple[int, ...] = (),
 ) -> tuple[int, int]:
-    """The version of `where` if this code can read it, else `error` naming both versions."""
+    """The version of `where` if this code can read it, else `error` naming both versions.
+
+    `also_reads`: older major versions this code still reads, at any minor version (a format
+    whose layout changed may keep reading the old one where that is cheap)."""
     mine = parse_version(current)
     assert mine is not None, current
     theirs = parse_version(found)
     if theirs is None:
         raise error(f"{where} has no readable {what} version ({found!r}); this had reads {current}")
+    if theirs[0] in also_reads:
+        return theirs
     if theirs[0] != mine[0] or theirs[1] > mine[1]:
         advice = "upgrade had" if theirs > mine else "re-create it with this version of had"
+        older = "".join(f"{major}.x, " for major in sorted(also_reads))
         raise error(
             f"{where} has {what} version {format_version(theirs)}, this had reads "
-            f"{mine[0]}.0 to {current}; {advice}"
+            f"{older}{mine[0]}.0 to {current}; {advice}"
         )
     return theirs
