@@ -239,10 +239,10 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
     if config is not None:
         planned = store_attrs(cfg, table, info, None, n_tokens, n_masked, fasta_sha256)
         _check_resumable(cfg, where, planned)
-        if cfg.progress:
-            tqdm.write("\n".join(plan_lines(cfg, table, planned, world)), file=sys.stderr)
     out_existed = where.local is None or where.local.exists()
     lock = lock_store(where, cfg.overwrite, world)  # a second writer is refused before the weights
+    if config is not None and cfg.progress:
+        tqdm.write("\n".join(plan_lines(cfg, table, planned, world)), file=sys.stderr)
     try:
         # The expensive part: weights, gate, then the store.
         teacher, report = _gated_teacher(cfg, n_tokens, device, dtype)
@@ -404,7 +404,9 @@ def store_attrs(
         n_records=len(table),
         chunk_records=chunk_records,
         shard_chunks=cfg.shard_chunks
-        or schema.default_shard_chunks(chunk_records, n_tokens - n_masked, info.hidden_size),
+        or schema.default_shard_chunks(
+            chunk_records, n_tokens - n_masked, info.hidden_size, len(table)
+        ),
         windowing=windowing,
         contigs=table.contigs,
         strands=cfg.strands,

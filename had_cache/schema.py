@@ -354,8 +354,14 @@ def default_chunk_records(
 
 
 def default_shard_chunks(
-    chunk_records: int, n_visible: int, hidden_size: int, target_bytes: int = DEFAULT_SHARD_BYTES
+    chunk_records: int,
+    n_visible: int,
+    hidden_size: int,
+    n_records: int,
+    target_bytes: int = DEFAULT_SHARD_BYTES,
 ) -> int:
-    """Chunks per shard so that one shard of one layer is about `target_bytes`."""
+    """Chunks per shard so that one shard of one layer is about `target_bytes` (at most the
+    whole store: a small store is one shard)."""
     chunk_bytes = chunk_records * feature_record_bytes(n_visible, hidden_size)
-    return max(1, round(target_bytes / chunk_bytes))
+    n_chunks = -(-n_records // chunk_records)
+    return max(1, min(n_chunks, round(target_bytes / chunk_bytes)))

@@ -51,3 +51,38 @@ def extract_store(fasta: Path, teacher: Path, out: Path, **options: object) -> P
     defaults = {"progress": False, "min_teacher_accuracy": 0.0}
     extract(ExtractConfig(fasta=fasta, out=out, teacher=str(teacher), **(defaults | options)))
     return out
+
+
+def as_schema_2(store: Path, copy: Path, version: object = "2.1") -> Path:
+    """A copy of `store` (a 3.0 store of one chunk per shard, so plain chunks) as schema 2
+    wrote it: done markers in `chunk_done`, no `shard_chunks` or `windowing` attributes."""
+    import shutil
+
+    import zarr
+
+    from had_cache import schema
+
+    shutil.copytree(store, copy)
+    (copy / schema.SHARD_DONE).rename(copy / schema.CHUNK_DONE)
+    group = zarr.open_group(str(copy), mode="r+")
+    attrs = dict(group.attrs[schema.ATTRS_KEY])
+    for key in ("shard_chunks", "windowing"):
+        attrs.pop(key)
+    group.attrs[schema.ATTRS_KEY] = attrs | {"schema_version": version}
+    return copy
+
+
+def assert_same_store(a: Path | str, b: Path | str) -> None:
+    """Two complete stores hold the same extraction, every array equal element for element
+    (the window index and the done markers included)."""
+    import numpy as np
+
+    from had_cache import schema
+    from had_cache.reader import CacheReader
+
+    ra, rb = CacheReader(a), CacheReader(b)
+    assert ra.attrs.same_extraction(rb.attrs)
+    for name in schema.array_specs(ra.attrs):
+        x, y = ra.group[name][:], rb.group[name][:]
+        assert x.dtype == y.dtype and x.shape == y.shape, name
+        np.testing.assert_array_equal(x, y, err_msg=name)

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import zarr
 
@@ -13,13 +14,24 @@ from had_cache import schema
 from had_cache.reader import CacheReader
 from had_cache.schema import StoreError
 from had_common.versions import check_readable, parse_version
-from tests.conftest import extract_store
+from tests.conftest import as_schema_2, extract_store
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory, small_fasta: Path, tiny_teacher: Path) -> Path:
     out = tmp_path_factory.mktemp("schema") / "s.had.zarr"
     return extract_store(small_fasta, tiny_teacher, out, window_bp=120, max_windows=4)
+
+
+@pytest.fixture(scope="module")
+def unsharded(
+    tmp_path_factory: pytest.TempPathFactory, small_fasta: Path, tiny_teacher: Path
+) -> Path:
+    """A 3.0 store of one chunk per shard: plain chunks, the layout of schema 2."""
+    out = tmp_path_factory.mktemp("schema") / "one.had.zarr"
+    return extract_store(
+        small_fasta, tiny_teacher, out, window_bp=120, max_windows=8, chunk_records=2, shard_chunks=1
+    )
 
 
 def _edited(store: Path, tmp_path: Path, edit) -> Path:  # noqa: ANN001 - a dict -> None callable
@@ -35,26 +47,53 @@ def _edited(store: Path, tmp_path: Path, edit) -> Path:  # noqa: ANN001 - a dict
 
 def test_this_versions_store_reads(store: Path) -> None:
     attrs = CacheReader(store).attrs
-    assert attrs.schema_version == schema.SCHEMA_VERSION == "2.1"
+    assert attrs.schema_version == schema.SCHEMA_VERSION == "3.0"
     assert attrs.checksum == schema.CHECKSUM
 
 
-@pytest.mark.parametrize("newer", ["2.2", "3.0", 3])
+@pytest.mark.parametrize("newer", ["3.1", "4.0", 4])
 def test_a_newer_store_is_refused_naming_both_versions(
     store: Path, tmp_path: Path, newer: object
 ) -> None:
     copy = _edited(store, tmp_path, lambda a: a.update(schema_version=newer))
     shown = newer if isinstance(newer, str) else f"{newer}.0"
-    with pytest.raises(StoreError, match=rf"schema version {shown}, this had reads 2\.0 to 2\.1"):
+    with pytest.raises(
+        StoreError, match=rf"schema version {shown}, this had reads 2\.x, 3\.0 to 3\.0"
+    ):
         CacheReader(copy)
 
 
-def test_a_store_of_the_version_before_minor_versions_reads(store: Path, tmp_path: Path) -> None:
-    """Stores written with `schema_version: 2` (an integer) are schema 2.0."""
-    copy = _edited(store, tmp_path, lambda a: a.update(schema_version=2))
-    reader = CacheReader(copy)
-    assert reader.attrs.schema_version == "2.1"
-    assert reader.attrs.fingerprint() == CacheReader(store).attrs.fingerprint()
+@pytest.mark.parametrize("version", ["2.1", 2])
+def test_a_schema_2_store_reads_but_is_not_resumed(
+    unsharded: Path, tmp_path: Path, small_fasta: Path, tiny_teacher: Path, version: object
+) -> None:
+    """Schema 2 (every chunk its own file and marker; a bare `2` is 2.0) reads chunk by chunk
+    exactly as the same records written as 3.0; extraction refuses to resume it, in one line."""
+    from had_train.data import PretrainBatches
+
+    old = as_schema_2(unsharded, tmp_path / "v2.zarr", version)
+    reader, new = CacheReader(old), CacheReader(unsharded)
+    assert reader.attrs.schema_version == ("2.1" if version == "2.1" else "2.0")
+    assert reader.attrs.done_array == schema.CHUNK_DONE and reader.attrs.shard_chunks == 1
+    assert reader.attrs.fingerprint() == new.attrs.fingerprint()
+    for field in ("seq", "mask", "teacher"):
+        np.testing.assert_array_equal(
+            getattr(reader.read(slice(0, 8)), field), getattr(new.read(slice(0, 8)), field)
+        )
+    from had_cache import verify
+
+    verify.check_integrity(old).check()
+    assert len(PretrainBatches(old, batch_size=4).batch(0).record) == 4
+    with pytest.raises(StoreError, match=r"written with schema 2\.\d; this had reads it but"):
+        extract_store(
+            small_fasta,
+            tiny_teacher,
+            old,
+            window_bp=120,
+            max_windows=8,
+            chunk_records=2,
+            shard_chunks=1,
+        )
 
 
 def test_an_older_minor_version_without_a_new_optional_attribute_reads(
@@ -62,10 +101,10 @@ def test_an_older_minor_version_without_a_new_optional_attribute_reads(
 ) -> None:
     """What a later minor version adds (an optional attribute with a default, e.g. a codec)
     is simply absent from older stores: they read, the attribute takes its default."""
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", "2.3")
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", "3.3")
     copy = _edited(store, tmp_path, lambda a: a.pop("extra"))
     attrs = CacheReader(copy).attrs
-    assert attrs.extra == {} and attrs.schema_version == "2.3"
+    assert attrs.extra == {} and attrs.schema_version == "3.0"
 
 
 def test_unknown_or_missing_attributes_are_one_line_errors(store: Path, tmp_path: Path) -> None:

@@ -21,7 +21,9 @@ from tests.conftest import extract_store
 
 
 def _extract(fasta: Path, teacher: Path, out: Path, **kw: object) -> None:
-    extract_store(fasta, teacher, out, **({"chunk_records": 4, "batch_size": 3} | kw))
+    extract_store(
+        fasta, teacher, out, **({"chunk_records": 4, "shard_chunks": 2, "batch_size": 3} | kw)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -64,15 +66,16 @@ def test_store_round_trip(store: Path, small_fasta: Path, tiny_teacher: Path) ->
         )
 
 
-def test_rerun_resumes_only_missing_chunks(
+def test_rerun_resumes_only_missing_shards(
     store: Path, small_fasta: Path, tiny_teacher: Path, tmp_path: Path
 ) -> None:
     copy = tmp_path / "copy.zarr"
     shutil.copytree(store, copy)
     before = CacheReader(copy).read(slice(0, 14))
+    shard_0 = (copy / schema.SEQ / "c" / "0" / "0").stat().st_mtime_ns
     group = zarr.open_group(str(copy), mode="r+")
-    group[schema.CHUNK_DONE][1] = False  # as if killed while writing chunk 1 ...
-    group[schema.teacher_array(2)][4:8] = 0  # ... which left garbage behind
+    group[schema.SHARD_DONE][1] = False  # as if killed while writing shard 1 ...
+    group[schema.teacher_array(2)][8:14] = 0  # ... which left garbage behind
     attrs = dict(group.attrs[schema.ATTRS_KEY]) | {"complete": False}
     group.attrs[schema.ATTRS_KEY] = attrs
     with pytest.raises(StoreError, match="incomplete"):
@@ -80,6 +83,7 @@ def test_rerun_resumes_only_missing_chunks(
     _extract(small_fasta, tiny_teacher, copy, seed=5, window_bp=600)
     after = CacheReader(copy).read(slice(0, 14))
     np.testing.assert_array_equal(after.teacher, before.teacher)
+    assert (copy / schema.SEQ / "c" / "0" / "0").stat().st_mtime_ns == shard_0  # not rewritten
 
 
 def test_rerun_with_other_options_refuses_to_clobber(

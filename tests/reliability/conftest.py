@@ -15,8 +15,15 @@ from had_cache.gate import gate_windows as _GATE_WINDOWS
 from tests.conftest import extract_store
 
 GATE_WINDOWS = 8
-EXTRACT_OPTIONS = {"window_bp": 120, "max_windows": 8, "chunk_records": 4, "batch_size": 4}
-"""A store of 8 records in 2 chunks of 4; the command line of `extract_args` says the same."""
+EXTRACT_OPTIONS = {
+    "window_bp": 120,
+    "max_windows": 8,
+    "chunk_records": 2,
+    "shard_chunks": 2,
+    "batch_size": 2,
+}
+"""A store of 8 records in 2 shards of 2 chunks of 2 (batches of 2, so a kill can fall inside a
+shard); the command line of `extract_args` says the same."""
 
 
 def quicken_gate(patch: pytest.MonkeyPatch) -> None:

@@ -33,7 +33,7 @@ def _full_after(monkeypatch: pytest.MonkeyPatch, needle: str) -> None:
 
 @pytest.mark.parametrize(
     ("needle", "what"),
-    [("mask/zarr.json", "creating the store"), ("teacher_layer_2/c/1", "writing chunk 1")],
+    [("mask/zarr.json", "creating the store"), ("teacher_layer_2/c/1", "writing shard 1")],
 )
 def test_extract_on_a_full_disk_is_one_line_and_the_rerun_resumes(
     small_fasta: Path,

@@ -16,6 +16,7 @@ from had_cache import schema, verify
 from had_cache.cli import main as had_cache
 from had_cache.reader import CacheReader
 from had_cache.schema import StoreError
+from tests.conftest import as_schema_2
 from tests.reliability.conftest import extract as _extract
 
 FEATURES = schema.teacher_array(2)  # the tiny teacher's last layer
@@ -33,9 +34,10 @@ def copy(store: Path, tmp_path: Path) -> Path:
     return out
 
 
-def _chunk_file(store: Path, name: str, chunk: int) -> Path:
+def _shard_file(store: Path, name: str, shard: int) -> Path:
+    """The file of shard `shard` of array `name` (each of its 2 chunks is in it)."""
     ndim = zarr.open_array(str(store / name), mode="r").ndim
-    return store / name / "c" / str(chunk) / Path(*["0"] * (ndim - 1))
+    return store / name / "c" / str(shard) / Path(*["0"] * (ndim - 1))
 
 
 def _verify(store: Path, *args: str) -> object:
@@ -52,23 +54,34 @@ def test_a_sound_store_verifies_without_the_teacher(store: Path) -> None:
 def test_overwritten_bytes_in_a_feature_chunk_are_caught_by_verify_and_the_reader(
     copy: Path,
 ) -> None:
-    path = _chunk_file(copy, FEATURES, 1)
+    path = _shard_file(copy, FEATURES, 1)
     raw = bytearray(path.read_bytes())
-    raw[20:84] = b"\xff" * 64  # 64 bytes overwritten in the compressed chunk
+    raw[20:84] = b"\xff" * 64  # 64 bytes overwritten in shard 1's first chunk (chunk 2)
     path.write_bytes(bytes(raw))
     result = _verify(copy)
     assert result.exit_code == 2
-    assert f"chunk 1 of array {FEATURES} fails its crc32c checksum" in result.output
+    assert f"chunk 2 of array {FEATURES} fails its crc32c checksum" in result.output
     assert result.output.count("\n") == 2  # the integrity line and one error line
-    with pytest.raises(StoreError, match=f"chunk 1 of array {FEATURES} fails its crc32c checksum"):
-        CacheReader(copy).read_chunk(1)
-    CacheReader(copy).read_chunk(0)  # the other chunk still reads
+    with pytest.raises(StoreError, match=f"chunk 2 of array {FEATURES} fails its crc32c checksum"):
+        CacheReader(copy).read_chunk(2)
+    CacheReader(copy).read_chunk(3)  # the shard's other chunk still reads, and other shards
+    CacheReader(copy).read_chunk(0)
+
+
+def test_a_damaged_shard_index_is_caught(copy: Path) -> None:
+    """The shard index (where each chunk lies in the file) carries its own crc32c."""
+    path = _shard_file(copy, FEATURES, 0)
+    raw = bytearray(path.read_bytes())
+    raw[-10] ^= 0xFF  # inside the index at the end of the shard file
+    path.write_bytes(bytes(raw))
+    result = _verify(copy)
+    assert result.exit_code == 2 and f"chunk 0 of array {FEATURES} fails its crc32c" in result.output
 
 
 def test_a_deleted_chunk_file_is_missing_not_zeros(copy: Path, tmp_path: Path) -> None:
     from had_train.data import PretrainBatches
 
-    _chunk_file(copy, FEATURES, 0).unlink()
+    _shard_file(copy, FEATURES, 0).unlink()
     result = _verify(copy, "--recompute", "2")
     assert result.exit_code == 2 and f"chunk 0 of array {FEATURES} is missing" in result.output
     with pytest.raises(StoreError, match=f"chunk 0 of array {FEATURES} is missing"):
@@ -80,13 +93,13 @@ def test_a_deleted_chunk_file_is_missing_not_zeros(copy: Path, tmp_path: Path) -
 def test_repair_marks_damaged_chunks_and_the_rerun_rewrites_them(
     copy: Path, store: Path, small_fasta: Path, tiny_teacher: Path
 ) -> None:
-    _chunk_file(copy, FEATURES, 1).unlink()
-    _chunk_file(copy, schema.SEQ, 0).write_bytes(b"garbage")
-    _chunk_file(copy, schema.CHUNK_DONE, 1).write_bytes(b"garbage")  # a damaged done marker
-    assert f"chunk 1 of array {schema.CHUNK_DONE} fails" in _verify(copy).output
+    _shard_file(copy, FEATURES, 1).unlink()
+    _shard_file(copy, schema.SEQ, 0).write_bytes(b"garbage")
+    _shard_file(copy, schema.SHARD_DONE, 1).write_bytes(b"garbage")  # a damaged done marker
+    assert f"chunk 1 of array {schema.SHARD_DONE} fails" in _verify(copy).output
     result = _verify(copy, "--repair")
     assert result.exit_code == 0, result.output
-    assert "2 damaged chunk(s) marked for re-extraction (0, 1)" in result.output
+    assert "2 shard(s) holding damaged chunks marked for re-extraction (0, 1)" in result.output
     with pytest.raises(StoreError, match="incomplete"):
         CacheReader(copy)
     _extract(small_fasta, tiny_teacher, copy)
@@ -106,9 +119,10 @@ def test_a_store_without_checksums_still_reads_and_nan_is_caught(
         return dataclasses.replace(plain(*args, **kw), checksum=None)
 
     monkeypatch.setattr(extract_mod, "store_attrs", without_checksums)
-    out = _extract(small_fasta, tiny_teacher, tmp_path / "old.had.zarr")
+    new = _extract(small_fasta, tiny_teacher, tmp_path / "new.had.zarr", chunk_records=4, shard_chunks=1)
+    out = as_schema_2(new, tmp_path / "old.had.zarr", "2.0")
     group = zarr.open_group(str(out), mode="r+")
-    attrs = dict(group.attrs[schema.ATTRS_KEY]) | {"schema_version": "2.0"}
+    attrs = dict(group.attrs[schema.ATTRS_KEY])
     for key in ("checksum", "skipped_ambiguous_windows"):
         attrs.pop(key)
     group.attrs[schema.ATTRS_KEY] = attrs

@@ -22,7 +22,9 @@ from click.testing import CliRunner
 from had_cache import schema, verify
 from had_cache.cli import main as had_cache
 from had_cache.reader import CacheReader
+from had_cache.schema import StoreError
 from had_train.cli import main as had_train
+from tests.conftest import assert_same_store
 from tests.reliability.conftest import GATE_WINDOWS
 from tests.reliability.conftest import extract_args as _extract_args
 
@@ -109,11 +111,13 @@ ZARR_PUT = ("zarr.storage._local", "_put")
 MOMENTS = {
     # store creation: after the group, before all arrays and attributes exist
     "creating the store": (*ZARR_PUT, "'mask' in str(a[0])", 1, True),
-    # mid-chunk: chunk 1's features written, its done marker not yet
-    "mid-chunk": (*ZARR_PUT, "'teacher_layer_2/c/1' in str(a[0])", 1, False),
-    # between chunks: chunk 0 done, chunk 1 not started
-    "between chunks": (*ZARR_PUT, "'chunk_done/c/0' in str(a[0])", 1, False),
-    # finalisation: every chunk done, `complete` being written
+    # mid-shard: the teacher on shard 1's first batch (shard 0 queued for, or at, the writer)
+    "mid-shard, in the teacher": ("had_cache.teacher", "Teacher.visible_features", "True", 3, True),
+    # mid-shard: shard 1's features written, its other arrays and done marker not yet
+    "mid-shard, writing": (*ZARR_PUT, "'teacher_layer_2/c/1' in str(a[0])", 1, False),
+    # between shards: shard 0 done, shard 1 not written
+    "between shards": (*ZARR_PUT, "'shard_done/c/0' in str(a[0])", 1, False),
+    # finalisation: every shard done, `complete` being written
     "finalising": ("had_cache.writer", "StoreWriter.finalize", "True", 1, True),
 }
 
@@ -130,10 +134,57 @@ def test_extraction_killed_at_any_moment_resumes_bit_identically(
     result = CliRunner().invoke(had_cache, args)
     assert result.exit_code == 0, result.output
     verify.check_integrity(out).check()
-    a, b = CacheReader(out).read(slice(0, 8)), CacheReader(reference).read(slice(0, 8))
-    for field in ("seq", "mask", "teacher"):
-        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    assert_same_store(out, reference)
     assert not (out / schema.LOCK_FILE).exists()
+
+
+def test_a_partial_shard_is_discarded_and_rewritten(
+    small_fasta: Path, tiny_teacher: Path, tmp_path: Path, reference: Path
+) -> None:
+    """A shard without its done marker is never trusted: what an object store may hold of a
+    half-written shard (here: garbage in shard 1's files) is deleted and written again."""
+    out = tmp_path / "s.had.zarr"
+    args = _extract_args(small_fasta, tiny_teacher, out)
+    run_killed("had_cache.cli", args, *MOMENTS["mid-shard, writing"])
+    for name in (schema.SEQ, schema.teacher_array(2)):
+        shard = next((out / name / "c" / "1").rglob("*"))
+        while shard.is_dir():
+            shard = next(shard.iterdir())
+        shard.write_bytes(b"half a shard")
+    result = CliRunner().invoke(had_cache, args)
+    assert result.exit_code == 0, result.output
+    assert_same_store(out, reference)
+
+
+def test_a_sharded_run_killed_in_one_rank_resumes_and_the_last_rank_finishes(
+    small_fasta: Path, tiny_teacher: Path, tmp_path: Path, reference: Path
+) -> None:
+    """Rank 1 of 2 killed while writing its shard; rank 0 finishes its own and leaves the
+    store incomplete; rank 1 rerun writes its shard and, last to finish, marks it complete.
+    Then a run whose last rank is killed at finalisation is completed by `had-cache
+    finalize`."""
+    out = tmp_path / "s.had.zarr"
+    args = _extract_args(small_fasta, tiny_teacher, out)
+    run_killed("had_cache.cli", [*args, "--shard", "1/2"], *MOMENTS["mid-shard, writing"])
+    assert (out / schema.rank_lock(1, 2)).exists()
+    first = CliRunner().invoke(had_cache, [*args, "--shard", "0/2"])
+    assert first.exit_code == 0, first.output
+    assert "incomplete: 1 shard(s) to go" in first.output
+    with pytest.raises(StoreError, match="incomplete"):
+        CacheReader(out)
+    last = CliRunner().invoke(had_cache, [*args, "--shard", "1/2"])
+    assert last.exit_code == 0, last.output
+    assert "the store is complete" in last.output
+    assert_same_store(out, reference)
+    assert not list(out.glob(f"{schema.LOCK_FILE}*"))
+
+    again = tmp_path / "again.had.zarr"
+    args = _extract_args(small_fasta, tiny_teacher, again)
+    assert CliRunner().invoke(had_cache, [*args, "--shard", "0/2"]).exit_code == 0
+    run_killed("had_cache.cli", [*args, "--shard", "1/2"], *MOMENTS["finalising"])
+    finalized = CliRunner().invoke(had_cache, ["finalize", str(again)])
+    assert finalized.exit_code == 0, finalized.output
+    assert_same_store(again, reference)
 
 
 def test_a_creation_killed_by_an_older_had_is_recreated(
