@@ -109,8 +109,10 @@ class Location:
     def keys(self) -> list[str]:
         """Every key in the store (for stores that are not folders)."""
 
+        store = self.store  # opened here: `sync` cannot be nested inside the coroutine
+
         async def collect() -> list[str]:
-            return [k async for k in self.store.list_prefix("")]
+            return [k async for k in store.list_prefix("")]
 
         return sync(collect())
 
