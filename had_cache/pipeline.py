@@ -104,7 +104,9 @@ class ShardBuffer:
         self.seq = np.empty((n, attrs.window_bp), np.uint8)
         self.mask = np.empty((n, attrs.n_tokens), bool)
         shape = (n, attrs.n_visible, attrs.hidden_size)
-        self.feats = {layer: np.empty(shape, schema.TEACHER_DTYPE) for layer in attrs.teacher.layers}
+        self.feats = {
+            layer: np.empty(shape, schema.TEACHER_DTYPE) for layer in attrs.teacher.layers
+        }
         self.filled = 0
 
     def holds(self, batch: Batch) -> bool:

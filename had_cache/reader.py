@@ -106,7 +106,7 @@ class Location:
     def delete(self, key: str) -> None:
         sync(self.store.delete(key))
 
-    def keys(self) -> list[str]:
+    def list_keys(self) -> list[str]:
         """Every key in the store (for stores that are not folders)."""
 
         store = self.store  # opened here: `sync` cannot be nested inside the coroutine
@@ -120,7 +120,7 @@ class Location:
         """Names at the store's top level (files and folders for a local folder)."""
         if self.local is not None:
             return [p.name for p in self.local.iterdir()] if self.local.is_dir() else []
-        return sorted({k.split("/", 1)[0] for k in self.keys()})
+        return sorted({k.split("/", 1)[0] for k in self.list_keys()})
 
     def nbytes(self) -> int:
         """Bytes the store takes (every file or object)."""

@@ -10,11 +10,14 @@ FASTA and the options, so record i is the same window in every run and on every 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import re
 import shutil
 import sys
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +27,7 @@ import pyfaidx
 from had_cache import dna
 from had_common.checksums import file_sha256
 from had_common.errors import ConfigError, HadError
+from had_common.lock import FileLock, LockHeldError
 
 DEMO = "demo"
 DEMO_FASTA = Path(__file__).parent / "assets" / "chrX_demo.fa.gz"
@@ -94,7 +98,7 @@ def _decompress_plain_gzip(path: Path) -> Path:
             f"note: {path} is plain gzip (not bgzip); decompressing once to {target}",
             file=sys.stderr,
         )
-        tmp = target.with_suffix(".partial")
+        tmp = target.with_suffix(f".{os.getpid()}.partial")  # ranks of one node may race here
         try:
             with gzip.open(path, "rb") as src, open(tmp, "wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 22)
@@ -117,7 +121,8 @@ def open_fasta(path: str | Path) -> pyfaidx.Fasta:
     if _is_gzip(path) and not _is_bgzip(path):
         readable = _decompress_plain_gzip(path)
     try:
-        return pyfaidx.Fasta(str(readable), as_raw=True, sequence_always_upper=True)
+        with _indexing(readable):
+            return pyfaidx.Fasta(str(readable), as_raw=True, sequence_always_upper=True)
     except ValueError as err:
         if str(err).startswith("Duplicate key"):
             name = str(err).removeprefix("Duplicate key").strip()
@@ -132,6 +137,36 @@ def open_fasta(path: str | Path) -> pyfaidx.Fasta:
             f"cannot read or index {path} ({err}); if its folder is read-only, copy the FASTA "
             "somewhere writable so the .fai index can be built beside it"
         ) from err
+
+
+INDEX_WAIT_S = 3600.0
+"""How long a process waits for another one (a rank on the same node) to index the FASTA."""
+
+
+@contextlib.contextmanager
+def _indexing(fasta: Path) -> Iterator[None]:
+    """Hold `<fasta>.fai.lock` while pyfaidx builds a missing `.fai` (it writes the index in
+    place, so ranks starting together must not build it at once); nothing if it exists."""
+    if Path(f"{fasta}.fai").exists():
+        yield
+        return
+    lock = FileLock(Path(f"{fasta}.fai.lock"), "indexing the FASTA")
+    deadline = time.monotonic() + INDEX_WAIT_S
+    while True:
+        try:
+            lock.acquire()
+            break
+        except LockHeldError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+        except OSError:  # a read-only folder: pyfaidx says why it cannot index
+            yield
+            return
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def select_contigs(names: list[str], spec: str) -> list[str]:
@@ -273,11 +308,12 @@ def plan_windows(
         raise ConfigError(f"--stride must be positive, got {stride}")
     if max_windows is not None and max_windows <= 0:
         raise ConfigError(f"--max-windows must be positive, got {max_windows}")
-    names = select_contigs(list(fasta.keys()), contigs)
+    every = list(fasta.keys())
+    names = select_contigs(every, contigs)
     check_contig_lengths(fasta, names, window_bp, explicit=contigs not in CONTIG_CHOICES)
     regions = None
     if bed is not None:
-        regions = read_bed(bed, {name: len(fasta[name]) for name in fasta.keys()})
+        regions = read_bed(bed, {name: len(fasta[name]) for name in every})
         outside = sorted(set(regions.intervals) - set(names))
         if outside and not set(regions.intervals) & set(names):
             raise ConfigError(

@@ -50,7 +50,7 @@ SETUP_WAIT_S = 600.0
 """How long a rank waits for another rank of its run to finish creating (or finalising) the
 store; creation writes the window index, seconds even for hg38."""
 
-COMPRESSOR = ("zstd", 3)
+COMPRESSOR = ("zstd", 1)
 """(codec, level) of every array's inner chunks, chosen by measurement on real features
 (docs/benchmarks.md, "Compressors"); recorded in each array's zarr.json."""
 
@@ -76,7 +76,9 @@ def _is_done(markers: zarr.Array, shard: int) -> bool:
         return False
 
 
-def done_markers(group: zarr.Group, attrs: schema.StoreAttrs, share: range | None = None) -> np.ndarray:
+def done_markers(
+    group: zarr.Group, attrs: schema.StoreAttrs, share: range | None = None
+) -> np.ndarray:
     """The done markers of `share` (default: every shard); a damaged one reads as not done."""
     share = range(attrs.n_shards) if share is None else share
     markers = group[attrs.done_array]
@@ -215,7 +217,9 @@ def _refuse_other_writers(where: Location, world: World) -> None:
             raise LockHeldError(_in_use(where, key, holder))
 
 
-def lock_store(path: StoreLike | Location, overwrite: bool = False, world: World | None = None) -> Lock:
+def lock_store(
+    path: StoreLike | Location, overwrite: bool = False, world: World | None = None
+) -> Lock:
     """Take this process's lock of the store at `path` (creating its folder): `had.lock` for an
     un-sharded run, `had.lock.rank-R-of-W` for rank R of W. A live writer that could overlap is
     refused (named); a stale lock is taken over. The writer keeps it until `close`."""
@@ -317,7 +321,7 @@ def _clear(where: Location) -> None:
             else:
                 child.unlink()
         return
-    for key in where.keys():
+    for key in where.list_keys():
         if not key.startswith(schema.LOCK_FILE):
             where.delete(key)
 

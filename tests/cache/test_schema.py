@@ -30,7 +30,13 @@ def unsharded(
     """A 3.0 store of one chunk per shard: plain chunks, the layout of schema 2."""
     out = tmp_path_factory.mktemp("schema") / "one.had.zarr"
     return extract_store(
-        small_fasta, tiny_teacher, out, window_bp=120, max_windows=8, chunk_records=2, shard_chunks=1
+        small_fasta,
+        tiny_teacher,
+        out,
+        window_bp=120,
+        max_windows=8,
+        chunk_records=2,
+        shard_chunks=1,
     )
 
 

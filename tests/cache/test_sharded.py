@@ -45,9 +45,7 @@ def quick_gate(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="module")
-def single(
-    tmp_path_factory: pytest.TempPathFactory, small_fasta: Path, tiny_teacher: Path
-) -> Path:
+def single(tmp_path_factory: pytest.TempPathFactory, small_fasta: Path, tiny_teacher: Path) -> Path:
     """The store one process writes: 8 records in 2 shards."""
     with pytest.MonkeyPatch.context() as patch:
         quicken_gate(patch)
@@ -105,7 +103,7 @@ def test_two_plain_processes_with_shard_r_of_2_write_the_single_process_store(
         for rank in (1, 0)
     ]
     outputs = [p.communicate(timeout=240) for p in procs]
-    for proc, (stdout, stderr) in zip(procs, outputs, strict=True):
+    for proc, (_, stderr) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, stderr[-3000:]
     assert sum("the store is complete" in stdout for stdout, _ in outputs) == 1
     assert_same_store(out, single)

@@ -75,7 +75,9 @@ def test_a_damaged_shard_index_is_caught(copy: Path) -> None:
     raw[-10] ^= 0xFF  # inside the index at the end of the shard file
     path.write_bytes(bytes(raw))
     result = _verify(copy)
-    assert result.exit_code == 2 and f"chunk 0 of array {FEATURES} fails its crc32c" in result.output
+    assert (
+        result.exit_code == 2 and f"chunk 0 of array {FEATURES} fails its crc32c" in result.output
+    )
 
 
 def test_a_deleted_chunk_file_is_missing_not_zeros(copy: Path, tmp_path: Path) -> None:
@@ -119,7 +121,9 @@ def test_a_store_without_checksums_still_reads_and_nan_is_caught(
         return dataclasses.replace(plain(*args, **kw), checksum=None)
 
     monkeypatch.setattr(extract_mod, "store_attrs", without_checksums)
-    new = _extract(small_fasta, tiny_teacher, tmp_path / "new.had.zarr", chunk_records=4, shard_chunks=1)
+    new = _extract(
+        small_fasta, tiny_teacher, tmp_path / "new.had.zarr", chunk_records=4, shard_chunks=1
+    )
     out = as_schema_2(new, tmp_path / "old.had.zarr", "2.0")
     group = zarr.open_group(str(out), mode="r+")
     attrs = dict(group.attrs[schema.ATTRS_KEY])
