@@ -7,7 +7,9 @@
 #   1. install the carried wheels (.gpu/wheels) into /tmp; mamba-ssm's Python sources beside them
 #   2. compile mamba-ssm's selective-scan kernel for this GPU only, in the background (niced)
 #   3. GPU tests of GDN: fla kernel vs our reference (fp32, bf16), fla's naive reference vs ours
-#   4. teacher benchmark: NTv2-500M shape, bf16 (GPU-bound, so it shares the machine with 2.)
+#   4. teacher benchmark: NTv2-500M shape, bf16 (GPU-bound, so it shares the machine with 2.);
+#      then the extraction benchmark at that shape (random weights, bf16): the bare teacher
+#      forward against the whole extraction on the same windows, windows/s, hg38 hours and TB
 #   5. after the compile: GPU tests of Mamba and of the whole hybrid on CUDA vs the CPU ops
 #   6. student benchmark (fp32, then bf16 autocast): paper preset vs attention-only, the
 #      8k/1k time ratio by part, recurrent vs chunked vs fast kernel
@@ -20,7 +22,7 @@
 #     bash benchmarks/gpu_prepare.sh
 #     bash benchmarks/gpu.sh            # writes $OUT (device tool) or out/gpu/
 # Results: gpu.log (everything), pytest_gdn.log, pytest_mamba.log, mamba_build.log,
-# teacher.json, student_float32.json, student_bfloat16.json, e2e_losses.csv,
+# teacher.json, extract.json, student_float32.json, student_bfloat16.json, e2e_losses.csv,
 # cache_vs_online.json, loader.json. docs/benchmarks.md
 # records them.
 set -uo pipefail
@@ -80,6 +82,12 @@ main() {
     stage "teacher benchmark: NTv2-500M shape, bf16"
     run_for 150 "$PY" benchmarks/teacher.py --device cuda --shape ntv2-500m --seconds 15 \
         --json "$OUT/teacher.json"
+
+    # Added with issue 20; NOT RUN YET on a GPU (no device was lent to that task).
+    stage "extraction benchmark: NTv2-500M shape (RANDOM weights), bf16, bare forward vs whole extraction"
+    run_for 180 "$PY" benchmarks/extract.py --shape ntv2-500m --device cuda --dtype bfloat16 \
+        --windows 4096 --batch-size 64 --chunk-records 56 --shard-chunks 8 --workers 4 \
+        --repeats 2 --json "$OUT/extract.json"
 
     stage "wait for the kernel compile"
     wait "$BUILD_PID"

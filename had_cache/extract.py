@@ -241,7 +241,7 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
     out_existed = where.local is None or where.local.exists()
     lock = lock_store(where, cfg.overwrite, world)  # a second writer is refused before the weights
     if config is not None and cfg.progress:
-        tqdm.write("\n".join(plan_lines(cfg, table, planned, world)), file=sys.stderr)
+        tqdm.write("\n".join(plan_lines(cfg, table, planned, world)))
     try:
         # The expensive part: weights, gate, then the store.
         teacher, report = _gated_teacher(cfg, n_tokens, device, dtype)

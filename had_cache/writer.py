@@ -525,6 +525,9 @@ class StoreWriter:
         # The store's own attributes (written by whichever rank created it), marked complete
         # and written as this schema version.
         current = dict(self.where.open_group("r").attrs)[schema.ATTRS_KEY]
+        if current.get("complete"):  # another rank that finished at the same time did it
+            self.attrs = schema.StoreAttrs.from_json(current, str(self.where))
+            return True
         attrs = current | {"complete": True, "schema_version": schema.SCHEMA_VERSION}
         with disk_full_guard(self.path, "marking the store complete", then=RESUME_ADVICE):
             self.group.attrs[schema.ATTRS_KEY] = attrs

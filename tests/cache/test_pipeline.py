@@ -40,7 +40,7 @@ def test_the_plan_is_printed_before_the_teacher_loads(
     assert result.exit_code == 2
     lines = result.output.splitlines()
     assert lines[0].startswith("plan             8 windows of 120 bp (stride 60, strands forward)")
-    assert "skipped 1 with N; --max-windows kept 8" in lines[1]
+    assert "skipped 3 with N; --max-windows kept 8" in lines[1]  # 3 windows overlap the N run
     assert lines[2].strip() == "2 shard(s) of 4 records (2 chunk(s) of 2) per array"
     assert lines[-1] == "error: stop before the weights"
 

@@ -105,7 +105,8 @@ def test_two_plain_processes_with_shard_r_of_2_write_the_single_process_store(
     outputs = [p.communicate(timeout=240) for p in procs]
     for proc, (_, stderr) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, stderr[-3000:]
-    assert sum("the store is complete" in stdout for stdout, _ in outputs) == 1
+    # the last to finish marks the store complete (both, if they finish together)
+    assert any("the store is complete" in stdout for stdout, _ in outputs)
     assert_same_store(out, single)
 
 
