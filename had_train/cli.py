@@ -112,7 +112,7 @@ RECIPE_OPTIONS = {
         type=click.Choice(losses.OBJECTIVES),
         default=_d("objective"),
         show_default=True,
-        help="had = alignment + reconstruction; mlm = reconstruction only; distill = alignment only (everything else identical, for ablations).",
+        help="had = alignment + reconstruction; mlm = reconstruction only; distill = alignment only; had-soft = alignment + reconstruction of the teacher's per-base predictions (a store extracted with --predictions K); everything else identical, for ablations.",
     ),
     "teacher_layer": click.option(
         "--teacher-layer",
@@ -463,7 +463,7 @@ def eval_cmd(
     "--arms",
     default=",".join(_ABLATE.arms),
     show_default=True,
-    help="Comma-separated: had, mlm (reconstruction only), distill (alignment only), none (no pretraining).",
+    help="Comma-separated: had, mlm (reconstruction only), distill (alignment only), had-soft (HAD reconstructing the teacher's per-base predictions; needs a store extracted with --predictions K), none (no pretraining).",
 )
 @click.option(
     "--seeds",
