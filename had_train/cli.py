@@ -35,6 +35,7 @@ SUITE_ONLY_OPTIONS = {
     "teacher",
     "teacher_layer",
     "teacher_finetune",
+    "models",
 }
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -395,6 +396,11 @@ def pretrain_cmd(
     "--teacher-finetune/--no-teacher-finetune",
     default=None,
     help="With --teacher: also fine-tune the teacher itself (a head on those features), same recipe. [default: when it fits the device: up to 20M parameters on a CPU, half the memory on a GPU]",
+)
+@click.option(
+    "--models",
+    default=None,
+    help="With --tasks: score only these, comma-separated: student, random-init, teacher, teacher-ft, kmer, onehot (e.g. `student` for several checkpoints that share one baseline run). [default: every one that applies]",
 )
 @click.pass_context
 @exit_on_had_error
