@@ -63,6 +63,7 @@ class AblationConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     folds: int = 5
     mode: str = EVAL_MODES[0]
+    pooling: str | None = None
     epochs: int = EvalConfig.epochs
     eval_batch_size: int = EvalConfig.batch_size
     eval_lr: float = EvalConfig.lr
@@ -152,6 +153,7 @@ def run_ablation(cfg: AblationConfig, progress: bool = True) -> dict[str, Any]:
                     folds=cfg.folds,
                     seed=seed,
                     mode=cfg.mode,
+                    pooling=cfg.pooling,
                     epochs=cfg.epochs,
                     batch_size=cfg.eval_batch_size,
                     lr=cfg.eval_lr,

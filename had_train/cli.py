@@ -196,6 +196,12 @@ EVAL_MODE_OPTION = click.option(
     show_default=True,
     help="finetune = train encoder and head; linear = frozen encoder, logistic regression on its embeddings (fast probe).",
 )
+POOLING_OPTION = click.option(
+    "--pooling",
+    type=click.Choice(ALLOWED_POOLINGS),
+    default=None,
+    help="How the head pools per-base features: mean over the sequence, the centre base (tasks centred on what they label, e.g. splice sites), or learned attention weights. [default: the task's own: center for the built-in splice task, mean (the paper's) elsewhere]",
+)
 
 
 def recipe_options(*names: str) -> Callable[[F], F]:
@@ -336,13 +342,7 @@ def pretrain_cmd(
     default=None,
     help="Let the attention block attend within blocks of this many bases: linear cost for long sequences, identical for shorter ones; not in the paper. [default: global attention]",
 )
-@click.option(
-    "--pooling",
-    type=click.Choice(ALLOWED_POOLINGS),
-    default=_EVAL.pooling,
-    show_default=True,
-    help="How the head pools per-base features: mean over the sequence, the centre base (tasks centred on what they label, e.g. splice sites), or learned attention weights.",
-)
+@POOLING_OPTION
 @click.option("--no-tsne", is_flag=True, help="Skip the t-SNE figure.")
 @device_option()
 @click.option(
@@ -481,6 +481,7 @@ def eval_cmd(
     "--folds", type=int, default=_ABLATE.folds, show_default=True, help="Stratified k-fold."
 )
 @EVAL_MODE_OPTION
+@POOLING_OPTION
 @click.option(
     "--epochs", type=int, default=_ABLATE.epochs, show_default=True, help="Fine-tuning epochs."
 )
