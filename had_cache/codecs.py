@@ -212,10 +212,8 @@ def quantize_rows(
     amax = np.abs(y).max(axis=-1)
     scale = np.where(amax > 0, amax / INT8_MAX, 1.0).astype(np.float32)
     unit = y / scale[..., None]
-    if stochastic:
-        q = np.floor(unit + rng.random(unit.shape, dtype=np.float32))
-    else:
-        q = np.rint(unit)
+    noise = rng.random(unit.shape, dtype=np.float32) if stochastic else None
+    q = np.rint(unit) if noise is None else np.floor(unit + noise)
     return np.clip(q, -INT8_MAX, INT8_MAX).astype(np.int8), scale
 
 
