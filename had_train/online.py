@@ -29,6 +29,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -37,12 +38,40 @@ from tqdm.auto import tqdm
 from had_cache import dna, gate, masking, windows
 from had_cache import teacher as teacher_mod
 from had_cache.extract import ExtractConfig, store_attrs
+from had_common import distributed
 from had_common.checksums import file_sha256
 from had_common.errors import ConfigError
 from had_train.data import Batch, RecordOrder
 
+if TYPE_CHECKING:
+    from had_train.pretrain import PretrainConfig
+
 HELD_OUT_FEATURES_DTYPE = torch.float16
 """Held-out targets are kept in memory as a store keeps them (float16), computed once."""
+
+
+def extraction_config(cfg: PretrainConfig) -> ExtractConfig:
+    """The extraction an --online-teacher run stands in for (its windows, masks and gate)."""
+    layers = teacher_layers(cfg.teacher_layer)
+    return ExtractConfig(
+        fasta=windows.fasta_path(cfg.fasta),
+        out=Path(cfg.out),
+        teacher=cfg.online_teacher,
+        window_bp=cfg.window_bp,
+        mask_ratio=cfg.mask_ratio,
+        layers=layers,
+        device=cfg.device,
+        max_windows=cfg.max_windows,
+        chunk_records=cfg.chunk_records,
+        contigs=cfg.contigs,
+        strands=cfg.strands,
+        progress=distributed.is_main(),
+    )
+
+
+def teacher_layers(layer: int | None) -> tuple[int, ...]:
+    """--teacher-layer for an online teacher: the extraction's default layer when not given."""
+    return teacher_mod.DEFAULT_LAYERS if layer is None else (layer,)
 
 
 class OnlineBatches:

@@ -29,8 +29,6 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from had_cache import teacher as teacher_mod
-from had_cache import windows
 from had_cache.extract import ExtractConfig
 from had_common import distributed
 from had_common.device import AUTO, resolve_device
@@ -40,7 +38,7 @@ from had_common.files import atomic_write_text
 from had_common.lock import FileLock
 from had_common.provenance import provenance
 from had_common.versions import check_readable
-from had_train import checkpoint, losses, parallel
+from had_train import checkpoint, losses, online, parallel
 from had_train.context_model import MAX_K, ContextCounts
 from had_train.data import Batch, PretrainBatches
 from had_train.model import (
@@ -217,30 +215,6 @@ def validate_source(cfg: PretrainConfig) -> None:
         raise ConfigError(
             f"{names} apply to --online-teacher; a store's windows are fixed when it is extracted"
         )
-
-
-def extraction_config(cfg: PretrainConfig) -> ExtractConfig:
-    """The extraction an --online-teacher run stands in for (its windows, masks and gate)."""
-    layers = teacher_layers(cfg.teacher_layer)
-    return ExtractConfig(
-        fasta=windows.fasta_path(cfg.fasta),
-        out=Path(cfg.out),
-        teacher=cfg.online_teacher,
-        window_bp=cfg.window_bp,
-        mask_ratio=cfg.mask_ratio,
-        layers=layers,
-        device=cfg.device,
-        max_windows=cfg.max_windows,
-        chunk_records=cfg.chunk_records,
-        contigs=cfg.contigs,
-        strands=cfg.strands,
-        progress=distributed.is_main(),
-    )
-
-
-def teacher_layers(layer: int | None) -> tuple[int, ...]:
-    """--teacher-layer for an online teacher: the extraction's default layer when not given."""
-    return teacher_mod.DEFAULT_LAYERS if layer is None else (layer,)
 
 
 def load_run_config(run_dir: Path) -> PretrainConfig:
@@ -510,7 +484,7 @@ def open_batches(cfg: PretrainConfig, device: torch.device) -> PretrainBatches |
     """The run's batches: read from the store, or made by the teacher in memory."""
     if cfg.online_teacher is not None:
         return OnlineBatches(
-            extraction_config(cfg),
+            online.extraction_config(cfg),
             cfg.batch_size,
             cfg.seed,
             cfg.shuffle_chunks,
