@@ -168,6 +168,8 @@ def sample_windows(cfg: DriftConfig) -> tuple[np.ndarray, np.ndarray]:
     the extraction's window table of the FASTA, and their group masks, both from `cfg.seed`."""
     if cfg.windows < 2:
         raise ConfigError(f"--windows must be at least 2, got {cfg.windows}")
+    if cfg.batch_size <= 0:
+        raise ConfigError(f"--batch-size must be positive, got {cfg.batch_size}")
     if not 0.0 < cfg.mask_ratio < 1.0:
         raise ConfigError(f"--mask-ratio must be between 0 and 1, got {cfg.mask_ratio}")
     n_tokens = dna.groups_per_window(cfg.window_bp)

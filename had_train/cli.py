@@ -119,7 +119,7 @@ RECIPE_OPTIONS = {
         "--teacher-layer",
         type=int,
         default=None,
-        help="Which stored teacher layer to align to (hidden_states index, negative from the end). [default: the deepest layer in the store]",
+        help="Which stored teacher layer to align to (hidden_states index, negative from the end); with --online-teacher, the layer the teacher computes. [default: the deepest layer in the store; online: -1, the final layer]",
     ),
     "seed": click.option(
         "--seed",
@@ -214,7 +214,7 @@ def recipe_options(*names: str) -> Callable[[F], F]:
     "--cache",
     type=click.Path(path_type=Path),
     default=None,
-    help="Store written by `had-cache extract` (required, here or in --config).",
+    help="Store written by `had-cache extract` (required, here or in --config, unless --online-teacher is given).",
 )
 @click.option(
     "--config",
@@ -227,7 +227,7 @@ def recipe_options(*names: str) -> Callable[[F], F]:
     "--out",
     type=click.Path(path_type=Path),
     default=None,
-    help="Run folder for checkpoints, losses.csv and configs. [default: runs/<store name>]",
+    help="Run folder for checkpoints, losses.csv and configs. [default: runs/<store name>; with --online-teacher runs/online-<fasta name>]",
 )
 @click.option(
     "--resume",

@@ -193,9 +193,8 @@ class OnlineBatches:
     def device_batches(
         self, start_step: int, workers: int, rank: int, world_size: int, device: torch.device
     ) -> Iterator[Batch]:
-        """This rank's batches from `start_step` on, on `device` (features are made there)."""
-        if workers:
-            raise ConfigError("--workers reads stores; with --online-teacher pass --workers 0")
+        """This rank's batches from `start_step` on, on `device` (features are made there),
+        built in this process: `workers` is always 0 here (`pretrain.validate_source`)."""
         for step in itertools.count(start_step):
             yield self.batch(step, rank, world_size).to(device)
 

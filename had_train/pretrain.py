@@ -207,6 +207,8 @@ def validate_source(cfg: PretrainConfig) -> None:
             raise ConfigError("--online-teacher needs --fasta FASTA (the genome to draw from)")
         if cfg.workers:
             raise ConfigError("--workers reads stores; with --online-teacher pass --workers 0")
+        if cfg.chunk_records is not None and cfg.chunk_records <= 0:
+            raise ConfigError(f"--chunk-records must be positive, got {cfg.chunk_records}")
         return
     defaults = PretrainConfig(cache=None, out="")
     given = [n for n in ONLINE_ONLY if getattr(cfg, n) != getattr(defaults, n)]
