@@ -120,6 +120,13 @@ def main() -> None:
     help="Records per Zarr chunk. [default: ~16 MB of teacher features]",
 )
 @click.option(
+    "--predictions",
+    type=int,
+    default=_d("predictions"),
+    show_default=True,
+    help="Also store the teacher's predictions at each masked group: its top K 6-mers with their probabilities and the exact per-base marginals (~K x 4 + 48 bytes per masked group), the soft targets of `had-train pretrain --objective had-soft`. 0 = off.",
+)
+@click.option(
     "--revision", default=None, help="Hub revision (branch, tag or commit) of the teacher."
 )
 @click.option(

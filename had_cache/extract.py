@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 import had_cache
-from had_cache import dna, gate, masking, schema, windows
+from had_cache import dna, gate, masking, predictions, schema, windows
 from had_cache import teacher as teacher_mod
 from had_cache.reader import read_attrs
 from had_cache.schema import StoreError
@@ -60,6 +60,7 @@ class ExtractConfig:
     contigs: str = windows.CONTIG_CHOICES[0]
     strands: str = windows.STRAND_CHOICES[0]
     chunk_records: int | None = None
+    predictions: int = predictions.DEFAULT_TOP_K
     revision: str | None = None
     trust_remote_code: bool = True
     min_teacher_accuracy: float = gate.DEFAULT_MIN_ACCURACY
@@ -153,10 +154,10 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
         # Closed on any error too, so the one-line error starts a line of its own.
         with tqdm(total=n_pending, desc="extracting", unit="win", disable=not cfg.progress) as bar:
             for chunk in pending:
-                seq, mask, feats = extract_chunk(
+                seq, mask, feats, preds = extract_chunk(
                     fasta, table, teacher, attrs, chunk, cfg.batch_size, bar
                 )
-                writer.write_chunk(chunk, seq, mask, feats)
+                writer.write_chunk(chunk, seq, mask, feats, preds)
         writer.finalize()
     return ExtractSummary(
         store=Path(cfg.out),
@@ -176,6 +177,10 @@ def _check_options(cfg: ExtractConfig) -> tuple[int, int]:
         raise ConfigError(f"--batch-size must be positive, got {cfg.batch_size}")
     if cfg.chunk_records is not None and cfg.chunk_records <= 0:
         raise ConfigError(f"--chunk-records must be positive, got {cfg.chunk_records}")
+    if not 0 <= cfg.predictions <= predictions.N_KMERS:
+        raise ConfigError(
+            f"--predictions takes 0 (off) to {predictions.N_KMERS} 6-mers, got {cfg.predictions}"
+        )
     n_tokens = dna.groups_per_window(cfg.window_bp)
     if not 0.0 < cfg.mask_ratio < 1.0:
         raise ConfigError(f"--mask-ratio must be between 0 and 1, got {cfg.mask_ratio}")
@@ -240,6 +245,7 @@ def store_attrs(
         strands=cfg.strands,
         skipped_n_windows=table.skipped_n,
         skipped_ambiguous_windows=table.skipped_ambiguous,
+        prediction_top_k=cfg.predictions,
         max_windows=cfg.max_windows,
         teacher=info,
         fasta=schema.FastaInfo(
@@ -268,8 +274,9 @@ def extract_chunk(
     chunk: int,
     batch_size: int,
     bar: tqdm | None = None,
-) -> tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]:
-    """(seq, group mask, visible features per layer) of one chunk's records, ready to write."""
+) -> tuple[np.ndarray, np.ndarray, dict[int, np.ndarray], dict[str, np.ndarray] | None]:
+    """(seq, group mask, visible features per layer, predictions by array name or None) of one
+    chunk's records, ready to write."""
     rows = attrs.chunk_slice(chunk)
     records = range(rows.start, rows.stop)
     seq = windows.read_windows(fasta, table, records, attrs.window_bp)
@@ -278,10 +285,21 @@ def extract_chunk(
     )
     shape = (len(records), attrs.n_visible, attrs.hidden_size)
     feats = {layer: np.empty(shape, schema.TEACHER_DTYPE) for layer in teacher.info.layers}
+    parts: list[predictions.MaskedPredictions] = []
     for lo in range(0, len(records), batch_size):
         hi = min(lo + batch_size, len(records))
-        for layer, out in teacher.visible_features(seq[lo:hi], mask[lo:hi]).items():
-            feats[layer][lo:hi] = out.to(FEATURES_TORCH_DTYPE).cpu().numpy()
+        out, preds = teacher.encode(seq[lo:hi], mask[lo:hi], attrs.prediction_top_k)
+        for layer, values in out.items():
+            feats[layer][lo:hi] = values.to(FEATURES_TORCH_DTYPE).cpu().numpy()
+        if preds is not None:
+            parts.append(preds)
         if bar is not None:
             bar.update(hi - lo)
-    return seq, mask, feats
+    stored = None
+    if parts:
+        stored = {
+            schema.TOPK_KMER: np.concatenate([p.topk_kmer for p in parts]),
+            schema.TOPK_PROB: np.concatenate([p.topk_prob for p in parts]),
+            schema.BASE_PROB: np.concatenate([p.base_prob for p in parts]),
+        }
+    return seq, mask, feats, stored

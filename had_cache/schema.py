@@ -25,9 +25,10 @@ import numpy as np
 from had_common.errors import ConfigError, HadError
 from had_common.versions import check_readable
 
-SCHEMA_VERSION = "2.1"
+SCHEMA_VERSION = "2.2"
 """2.0: the layout of schema 2 (stores written as a bare `2` read as 2.0). 2.1: crc32c checksums
-on every chunk, every chunk written (the `checksum` attribute)."""
+on every chunk, every chunk written (the `checksum` attribute). 2.2: optional teacher predictions
+at the masked groups (`prediction_top_k` > 0: the PREDICTION_ARRAYS)."""
 FORMAT_NAME = "had-cache"
 ATTRS_KEY = "had"
 
@@ -42,6 +43,11 @@ CONTIG = "contig"
 START = "start"
 STRAND = "strand"
 CHUNK_DONE = "chunk_done"
+TOPK_KMER = "teacher_topk_kmer"
+TOPK_PROB = "teacher_topk_prob"
+BASE_PROB = "teacher_base_prob"
+PREDICTION_ARRAYS = (TOPK_KMER, TOPK_PROB, BASE_PROB)
+"""The teacher's predictions at the masked groups (`had_cache.predictions`), when stored."""
 
 CHECKSUM = "crc32c"
 """The checksum codec new stores carry in every array's codec chain (zarr's `Crc32cCodec`)."""
@@ -64,6 +70,8 @@ def teacher_array(layer: int) -> str:
 
 TEACHER_DTYPE = np.dtype("float16")
 """bfloat16 is not a portable zarr dtype; float16 holds layer-normed features without loss that matters."""
+PREDICTION_DTYPE = np.dtype("float16")
+"""Probabilities in [0, 1]: float16's 3 significant digits are plenty for a training target."""
 
 
 def hidden_state_index(layer: int, num_layers: int) -> int:
@@ -138,6 +146,7 @@ class StoreAttrs:
     complete: bool = False
     checksum: str | None = None
     skipped_ambiguous_windows: int = 0
+    prediction_top_k: int = 0
     teacher_gate: dict[str, Any] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -149,6 +158,11 @@ class StoreAttrs:
     @property
     def hidden_size(self) -> int:
         return self.teacher.hidden_size
+
+    @property
+    def has_predictions(self) -> bool:
+        """Whether the store holds the teacher's predictions at the masked groups."""
+        return self.prediction_top_k > 0
 
     @property
     def n_chunks(self) -> int:
@@ -190,6 +204,10 @@ class StoreAttrs:
             "extra",
         ):
             data.pop(volatile)
+        # Added in 2.2; at its default (nothing stored) it leaves older stores' fingerprints as
+        # they were recorded.
+        if not data["prediction_top_k"]:
+            data.pop("prediction_top_k")
         return data
 
     def same_extraction(self, other: StoreAttrs) -> bool:
@@ -233,6 +251,7 @@ def _dataclass_from_json(cls: type, data: object, where: str) -> Any:
 def array_specs(attrs: StoreAttrs) -> dict[str, tuple[tuple[int, ...], np.dtype, tuple[int, ...]]]:
     """name -> (shape, dtype, chunk shape) of every array in a store with these attributes."""
     n, c = attrs.n_records, attrs.chunk_records
+    m, k = attrs.n_masked, attrs.prediction_top_k
     features = (attrs.n_visible, attrs.hidden_size)
     return {
         SEQ: ((n, attrs.window_bp), np.dtype("uint8"), (c, attrs.window_bp)),
@@ -242,6 +261,16 @@ def array_specs(attrs: StoreAttrs) -> dict[str, tuple[tuple[int, ...], np.dtype,
             teacher_array(layer): ((n, *features), TEACHER_DTYPE, (c, *features))
             for layer in attrs.teacher.layers
         },
+        # The teacher's predictions at the masked groups (top K 6-mers, per-base marginals).
+        **(
+            {
+                TOPK_KMER: ((n, m, k), np.dtype("int16"), (c, m, k)),
+                TOPK_PROB: ((n, m, k), PREDICTION_DTYPE, (c, m, k)),
+                BASE_PROB: ((n, m, attrs.k, 4), PREDICTION_DTYPE, (c, m, attrs.k, 4)),
+            }
+            if k
+            else {}
+        ),
         CONTIG: ((n,), np.dtype("int32"), (c,)),
         START: ((n,), np.dtype("int64"), (c,)),
         STRAND: ((n,), np.dtype("int8"), (c,)),

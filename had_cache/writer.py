@@ -208,15 +208,23 @@ class StoreWriter:
         """Uncompressed payload of one chunk (an upper bound on what it takes on disk)."""
         rows = self.attrs.chunk_slice(chunk)
         n = rows.stop - rows.start
-        a = self.attrs
-        per_record = a.window_bp + a.n_tokens
-        per_record += len(a.teacher.layers) * a.n_visible * a.hidden_size * 2
+        per_record = sum(
+            int(np.prod(shape[1:])) * dtype.itemsize
+            for name, (shape, dtype, _) in schema.array_specs(self.attrs).items()
+            if name not in (*schema.INDEX_ARRAYS, schema.CHUNK_DONE)
+        )
         return n * per_record
 
     def write_chunk(
-        self, chunk: int, seq: np.ndarray, mask: np.ndarray, teacher: dict[int, np.ndarray]
+        self,
+        chunk: int,
+        seq: np.ndarray,
+        mask: np.ndarray,
+        teacher: dict[int, np.ndarray],
+        predictions: dict[str, np.ndarray] | None = None,
     ) -> int:
-        """Write one chunk's records (features per stored layer), then its done marker.
+        """Write one chunk's records (features per stored layer, and the teacher's predictions
+        by array name where the store keeps them), then its done marker.
 
         Returns the payload bytes. A full disk is a one-line DiskFullError naming the space the
         chunks still to write need.
@@ -229,6 +237,9 @@ class StoreWriter:
             len(f) != expected for f in teacher.values()
         ):
             raise ValueError(f"chunk {chunk} needs {expected} records, got {len(seq)}")
+        wanted = schema.PREDICTION_ARRAYS if self.attrs.has_predictions else ()
+        if sorted(predictions or {}) != sorted(wanted):
+            raise ValueError(f"chunk {chunk} needs the prediction arrays {list(wanted)}")
 
         def needed() -> int:
             return sum(self.chunk_bytes(c) for c in self.pending_chunks())
@@ -243,6 +254,10 @@ class StoreWriter:
                     schema.TEACHER_DTYPE, copy=False
                 )
                 size += feats.size * schema.TEACHER_DTYPE.itemsize
+            for name, values in (predictions or {}).items():
+                array = g[name]
+                array.with_config(WRITE_CONFIG)[rows] = values.astype(array.dtype, copy=False)
+                size += values.size * array.dtype.itemsize
             g[schema.CHUNK_DONE][chunk] = True
         self.lock.refresh()
         return size

@@ -39,10 +39,13 @@ from had_train.pretrain import (
 from had_train.runs import default_ablation_dir
 
 ARMS = (*losses.OBJECTIVES, "none")
+DEFAULT_ARMS = ("had", "mlm", "distill", "none")
+"""`had-soft` needs a store extracted with --predictions, so it runs only when asked for."""
 ARM_LABELS = {
     "had": "HAD (align + recon)",
     "mlm": "reconstruction only",
     "distill": "alignment only",
+    "had-soft": "HAD, teacher's soft targets",
     "none": "no pretraining",
 }
 TABLE_FILES = ("ablation.md", "ablation.csv", "ablation.json", "ablation.png")
@@ -56,7 +59,7 @@ class AblationConfig:
     cache: str
     out: str
     task: str = "splice"
-    arms: tuple[str, ...] = ARMS
+    arms: tuple[str, ...] = DEFAULT_ARMS
     seeds: tuple[int, ...] = (0, 1, 2)
     folds: int = 5
     mode: str = EVAL_MODES[0]

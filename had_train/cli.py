@@ -36,6 +36,7 @@ SUITE_ONLY_OPTIONS = {
     "teacher",
     "teacher_layer",
     "teacher_finetune",
+    "models",
 }
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -113,7 +114,7 @@ RECIPE_OPTIONS = {
         type=click.Choice(losses.OBJECTIVES),
         default=_d("objective"),
         show_default=True,
-        help="had = alignment + reconstruction; mlm = reconstruction only; distill = alignment only (everything else identical, for ablations).",
+        help="had = alignment + reconstruction; mlm = reconstruction only; distill = alignment only; had-soft = alignment + reconstruction of the teacher's per-base predictions (a store extracted with --predictions K); everything else identical, for ablations.",
     ),
     "teacher_layer": click.option(
         "--teacher-layer",
@@ -447,6 +448,11 @@ def pretrain_cmd(
     default=None,
     help="With --teacher: also fine-tune the teacher itself (a head on those features), same recipe. [default: when it fits the device: up to 20M parameters on a CPU, half the memory on a GPU]",
 )
+@click.option(
+    "--models",
+    default=None,
+    help="With --tasks: score only these, comma-separated: student, random-init, teacher, teacher-ft, kmer, onehot (e.g. `student` for several checkpoints that share one baseline run). [default: every one that applies]",
+)
 @click.pass_context
 @exit_on_had_error
 def eval_cmd(
@@ -514,7 +520,7 @@ def eval_cmd(
     "--arms",
     default=",".join(_ABLATE.arms),
     show_default=True,
-    help="Comma-separated: had, mlm (reconstruction only), distill (alignment only), none (no pretraining).",
+    help="Comma-separated: had, mlm (reconstruction only), distill (alignment only), had-soft (HAD reconstructing the teacher's per-base predictions; needs a store extracted with --predictions K), none (no pretraining).",
 )
 @click.option(
     "--seeds",

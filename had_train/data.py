@@ -40,9 +40,16 @@ class Batch:
     seq: torch.Tensor  # uint8 [B, W] unmasked base codes (int64 after .to)
     group_mask: torch.Tensor  # bool [B, T]
     teacher: torch.Tensor  # float16 [B, T - M, D] as stored (float32 after .to)
+    soft: torch.Tensor | None = None  # float16 [B, M, 6, 4] teacher's base marginals, if stored
 
     def _map(self, fn: object) -> Batch:
-        return Batch(*(fn(t) for t in (self.record, self.seq, self.group_mask, self.teacher)))
+        soft = None if self.soft is None else fn(self.soft)
+        return Batch(*(fn(t) for t in (self.record, self.seq, self.group_mask, self.teacher)), soft)
+
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        """The batch's data tensors (record ids aside)."""
+        data = (self.seq, self.group_mask, self.teacher)
+        return data if self.soft is None else (*data, self.soft)
 
     def to(self, device: torch.device | str) -> Batch:
         """On `device`, in the model's dtypes (copied asynchronously from pinned memory). Record
@@ -51,7 +58,8 @@ class Batch:
         seq, mask, teacher = (
             t.to(device, non_blocking=True) for t in (self.seq, self.group_mask, self.teacher)
         )
-        return Batch(self.record, seq.long(), mask, teacher.float())
+        soft = None if self.soft is None else self.soft.to(device, non_blocking=True).float()
+        return Batch(self.record, seq.long(), mask, teacher.float(), soft)
 
     def pin_memory(self) -> Batch:
         """Page-locked copies (DataLoader calls this with pin_memory=True)."""
@@ -227,6 +235,7 @@ class PretrainBatches:
             seq=torch.from_numpy(block.seq),
             group_mask=torch.from_numpy(block.mask),
             teacher=torch.from_numpy(block.teacher),
+            soft=None if block.base_prob is None else torch.from_numpy(block.base_prob),
         )
 
     def iterate(
@@ -269,7 +278,7 @@ def prefetch(batches: Iterator[Batch], device: torch.device) -> Iterator[Batch]:
         if ahead is not None:
             yield ahead
         torch.cuda.current_stream(device).wait_stream(stream)
-        for t in (moved.seq, moved.group_mask, moved.teacher):
+        for t in moved.tensors():
             t.record_stream(torch.cuda.current_stream(device))
         ahead = moved
     if ahead is not None:

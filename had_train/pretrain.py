@@ -435,6 +435,12 @@ def _setup(
     data = open_batches(cfg, device)
     if resume and latest is not None:
         check_store_fits(run_dir, data.attrs)
+    if cfg.objective in losses.SOFT_OBJECTIVES and not data.attrs.has_predictions:
+        raise ConfigError(
+            f"--objective {cfg.objective} trains on the teacher's predictions, which "
+            f"{cfg.cache or 'an --online-teacher run'} does not hold; extract a store with "
+            "`had-cache extract --predictions 16`"
+        )
     model = build_model(cfg, data.attrs.hidden_size)
     if model.config.group_size * data.attrs.n_tokens != data.attrs.window_bp:
         raise ConfigError(
@@ -582,7 +588,11 @@ def train_step(s: Session, step: int, batch: Batch) -> StepResult:
                 s.micro_batch / cfg.batch_size
             )
             targets = s.model.reconstruction_targets(part.seq, part.group_mask)
-            recon = losses.reconstruction_loss(out.recon_logits, targets, "sum") / masked_bases
+            if cfg.objective in losses.SOFT_OBJECTIVES:
+                recon = losses.soft_reconstruction_loss(out.recon_logits, part.soft, targets, "sum")
+            else:
+                recon = losses.reconstruction_loss(out.recon_logits, targets, "sum")
+            recon = recon / masked_bases
             loss = losses.had_loss(align, recon, s.align_weight, s.recon_weight)
             (loss * s.world.world_size).backward()
         s.watch.observe(step + 1, loss, align, recon, part.record, part.teacher)
@@ -770,7 +780,7 @@ def held_out_metrics(
     well it reconstructs masked bases."""
     was_training = model.training
     model.eval()
-    cos_sum = mse_sum = correct = n_bases = n_tokens = 0.0
+    cos_sum = mse_sum = correct = teacher_correct = n_bases = n_tokens = 0.0
     width = data.attrs.hidden_size
     t_sum = torch.zeros(width, dtype=torch.float64)
     t_sq = torch.zeros(width, dtype=torch.float64)
@@ -787,18 +797,29 @@ def held_out_metrics(
         targets = model.reconstruction_targets(part.seq, part.group_mask)
         valid = targets != losses.IGNORE_INDEX
         correct += float((out.recon_logits.argmax(-1) == targets)[valid].sum())
+        if part.soft is not None:  # the teacher's own guess of each masked base
+            guess = part.soft.reshape(out.recon_logits.shape).argmax(-1)
+            teacher_correct += float((guess == targets)[valid].sum())
         n_bases += float(valid.sum())
     model.train(was_training)
     total_var = float((t_sq - t_sum**2 / n_tokens).sum())  # sum of squares around the mean
-    return {
-        "records": len(data.held_out),
-        "first_record": int(data.held_out[0]),
-        "teacher_layer": data.layer,
-        "alignment_cosine": cos_sum / n_tokens,
-        "alignment_mse": mse_sum / n_tokens,
-        "alignment_r2": 1.0 - mse_sum * width / total_var,
-        "reconstruction_accuracy": correct / n_bases,
-    } | ({"context_baseline": context_baseline(data)} if baseline else {})
+    return (
+        {
+            "records": len(data.held_out),
+            "first_record": int(data.held_out[0]),
+            "teacher_layer": data.layer,
+            "alignment_cosine": cos_sum / n_tokens,
+            "alignment_mse": mse_sum / n_tokens,
+            "alignment_r2": 1.0 - mse_sum * width / total_var,
+            "reconstruction_accuracy": correct / n_bases,
+        }
+        | (
+            {"teacher_base_accuracy": teacher_correct / n_bases}
+            if data.attrs.has_predictions
+            else {}
+        )
+        | ({"context_baseline": context_baseline(data)} if baseline else {})
+    )
 
 
 CONTEXT_FIT_RECORDS = 20_000

@@ -116,9 +116,15 @@ class SuiteConfig:
     tsne: bool = True
     preset: str = EvalConfig.preset
     pooling: str = EvalConfig.pooling
+    models: tuple[str, ...] | None = None
+    """Score only these models (None: every one that applies), e.g. to share one random-init
+    and baseline run between several checkpoints."""
 
     def validate(self) -> None:
         self.eval_config(seed=0, epochs=1).validate()
+        unknown = sorted(set(self.models or ()) - set(MODELS))
+        if unknown or (self.models is not None and not self.models):
+            raise ConfigError(f"--models takes {', '.join(MODELS)}; got {', '.join(unknown)}")
         for name in ("replicates", "max_epochs", "patience"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -148,7 +154,7 @@ class SuiteConfig:
         decisive = {
             k: v
             for k, v in asdict(self).items()
-            if k not in {"tasks", "data_dir", "device", "tsne"}
+            if k not in {"tasks", "data_dir", "device", "tsne", "models"}
         }
         blob = json.dumps({**decisive, **extra}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -186,7 +192,15 @@ def suite_config_from_options(given: set[str], tsne: bool, **options: Any) -> Su
         tsne=tsne,
         preset=options["preset"],
         pooling=options["pooling"],
+        models=parse_models(options.get("models")),
     )
+
+
+def parse_models(text: str | None) -> tuple[str, ...] | None:
+    """`--models student,kmer` -> ("student", "kmer"); None = every model that applies."""
+    if text is None:
+        return None
+    return tuple(m.strip() for m in text.split(",") if m.strip())
 
 
 @dataclass(frozen=True)
@@ -364,7 +378,8 @@ class TaskRunner:
             chosen.append(TEACHER)
             if self.teacher_finetune:
                 chosen.append(TEACHER_FT)
-        return chosen + [KMER, ONEHOT]
+        chosen += [KMER, ONEHOT]
+        return [m for m in chosen if self.cfg.models is None or m in self.cfg.models]
 
     @property
     def max_epochs(self) -> int:

@@ -35,17 +35,17 @@ def _edited(store: Path, tmp_path: Path, edit) -> Path:  # noqa: ANN001 - a dict
 
 def test_this_versions_store_reads(store: Path) -> None:
     attrs = CacheReader(store).attrs
-    assert attrs.schema_version == schema.SCHEMA_VERSION == "2.1"
+    assert attrs.schema_version == schema.SCHEMA_VERSION == "2.2"
     assert attrs.checksum == schema.CHECKSUM
 
 
-@pytest.mark.parametrize("newer", ["2.2", "3.0", 3])
+@pytest.mark.parametrize("newer", ["2.3", "3.0", 3])
 def test_a_newer_store_is_refused_naming_both_versions(
     store: Path, tmp_path: Path, newer: object
 ) -> None:
     copy = _edited(store, tmp_path, lambda a: a.update(schema_version=newer))
     shown = newer if isinstance(newer, str) else f"{newer}.0"
-    with pytest.raises(StoreError, match=rf"schema version {shown}, this had reads 2\.0 to 2\.1"):
+    with pytest.raises(StoreError, match=rf"schema version {shown}, this had reads 2\.0 to 2\.2"):
         CacheReader(copy)
 
 
@@ -53,7 +53,7 @@ def test_a_store_of_the_version_before_minor_versions_reads(store: Path, tmp_pat
     """Stores written with `schema_version: 2` (an integer) are schema 2.0."""
     copy = _edited(store, tmp_path, lambda a: a.update(schema_version=2))
     reader = CacheReader(copy)
-    assert reader.attrs.schema_version == "2.1"
+    assert reader.attrs.schema_version == "2.2"
     assert reader.attrs.fingerprint() == CacheReader(store).attrs.fingerprint()
 
 
