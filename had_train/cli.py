@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import click
 from click.core import ParameterSource
 
+from had_cache.windows import STRAND_CHOICES
 from had_common import distributed
 from had_common.cli import CONTEXT_SETTINGS, device_option, exit_on_had_error
 from had_common.errors import ConfigError
@@ -119,7 +120,7 @@ RECIPE_OPTIONS = {
         "--teacher-layer",
         type=int,
         default=None,
-        help="Which stored teacher layer to align to (hidden_states index, negative from the end). [default: the deepest layer in the store]",
+        help="Which stored teacher layer to align to (hidden_states index, negative from the end); with --online-teacher, the layer the teacher computes. [default: the deepest layer in the store; online: -1, the final layer]",
     ),
     "seed": click.option(
         "--seed",
@@ -220,7 +221,7 @@ def recipe_options(*names: str) -> Callable[[F], F]:
     "--cache",
     type=click.Path(path_type=Path),
     default=None,
-    help="Store written by `had-cache extract` (required, here or in --config).",
+    help="Store written by `had-cache extract` (required, here or in --config, unless --online-teacher is given).",
 )
 @click.option(
     "--config",
@@ -233,12 +234,61 @@ def recipe_options(*names: str) -> Callable[[F], F]:
     "--out",
     type=click.Path(path_type=Path),
     default=None,
-    help="Run folder for checkpoints, losses.csv and configs. [default: runs/<store name>]",
+    help="Run folder for checkpoints, losses.csv and configs. [default: runs/<store name>; with --online-teacher runs/online-<fasta name>]",
 )
 @click.option(
     "--resume",
     is_flag=True,
     help="Continue the run in --out from its latest complete checkpoint (its saved options apply; --steps may be raised).",
+)
+@click.option(
+    "--online-teacher",
+    default=None,
+    help="Instead of --cache: keep this teacher (hub id, folder or `demo`) in memory and draw a fresh group mask for every window of every step (the paper's recipe; the reference for cache runs). Needs --fasta; the windows, their order and --holdout-chunks are those of the store `had-cache extract` would write with the same options.",
+)
+@click.option(
+    "--fasta",
+    default=None,
+    help="With --online-teacher: the genome FASTA to train on (`demo` = the embedded chrX slice).",
+)
+@click.option(
+    "--window-bp",
+    type=int,
+    default=_d("window_bp"),
+    show_default=True,
+    help="With --online-teacher: window length in bases, as `had-cache extract --window-bp`.",
+)
+@click.option(
+    "--mask-ratio",
+    type=float,
+    default=_d("mask_ratio"),
+    show_default=True,
+    help="With --online-teacher: share of 6-mer groups masked per window, as for extraction.",
+)
+@click.option(
+    "--contigs",
+    default=_d("contigs"),
+    show_default=True,
+    help="With --online-teacher: primary, all, or a comma-separated list, as for extraction.",
+)
+@click.option(
+    "--strands",
+    type=click.Choice(STRAND_CHOICES),
+    default=_d("strands"),
+    show_default=True,
+    help="With --online-teacher: `both` adds every window's reverse complement, as for extraction.",
+)
+@click.option(
+    "--max-windows",
+    type=int,
+    default=None,
+    help="With --online-teacher: keep this many windows, evenly spread, as for extraction. [default: all]",
+)
+@click.option(
+    "--chunk-records",
+    type=int,
+    default=None,
+    help="With --online-teacher: records per chunk of the equivalent store, the unit of --holdout-chunks, as for extraction. [default: extraction's, ~16 MB of features]",
 )
 @recipe_options(
     "preset",
@@ -275,7 +325,8 @@ def pretrain_cmd(
     **options: object,
 ) -> None:
     """Train the student on a store: alignment to the teacher's visible-group features plus
-    reconstruction of the masked bases. The teacher is never loaded."""
+    reconstruction of the masked bases. The teacher is never loaded, except with
+    --online-teacher, which computes the features of freshly masked windows every step."""
     from had_train.pretrain import config_from_options, interrupted_note, pretrain
 
     given = {n for n in options if ctx.get_parameter_source(n) is not ParameterSource.DEFAULT}
