@@ -21,6 +21,11 @@
 #              student from random init, the demo teacher probed and fine-tuned, k-mer LR,
 #              positional one-hot LR. Then the linear probe of every arm.
 # 4. oct4      the same on oct4_mafk (200 bp; mean pooling, the peaks are not centred).
+# 5. dose      dose-response: HAD (seed 0, same budget) from teachers of the demo teacher's shape
+#              and increasing strength: random weights, 300 training steps, and the shipped demo
+#              teacher (1,803 steps, = stage 2's had-s0); each store has the same windows and
+#              masks; HAD's gain over reconstruction-only (teacher-free, stage 2's mlm-s0) on the
+#              held-out region and fine-tuned on splice.
 # Two lanes run side by side, one thread each, at the lowest CPU priority.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +35,7 @@ STEPS=${STEPS:-2400}
 ARMS=${ARMS:-"had mlm distill had-soft"}
 SEEDS=${SEEDS:-"0 1"}
 REPLICATES=${REPLICATES:-3}
-STAGES=${STAGES:-"store pretrain splice oct4"}
+STAGES=${STAGES:-"store pretrain splice dose oct4"}
 STORE=$OUT/chrX_demo_pred.had.zarr
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p "$OUT/logs"
@@ -94,6 +99,37 @@ suite() {  # task pooling mode -> job lines: the baselines, then every pretraine
 
 if want splice; then
     { suite splice center finetune; suite splice center linear; } | lanes
+fi
+if want dose; then
+    TEACHERS=$OUT/teachers
+    mkdir -p "$TEACHERS"
+    [ -f "$TEACHERS/random/model.safetensors" ] || "$BIN/python" -c \
+        "from had_cache import ntv2; ntv2.make_random_teacher('$TEACHERS/random', 'demo', seed=0)"
+    [ -f "$TEACHERS/steps300/model.safetensors" ] || nice -n 19 "$BIN/python" \
+        scripts/train_demo_teacher.py --max-steps 300 --out "$TEACHERS/steps300" \
+        --log "$TEACHERS/steps300.csv" > "$OUT/logs/teacher-steps300.log" 2>&1
+    for teacher in random steps300; do
+        # The gate's floor would refuse the random teacher: that is this stage's point.
+        "$BIN/had-cache" extract --fasta demo --teacher "$TEACHERS/$teacher" --layer -1 \
+            --predictions 16 --batch-size 32 --chunk-records 256 --min-teacher-accuracy 0 \
+            --out "$OUT/dose/$teacher.had.zarr" 2> "$OUT/logs/store-$teacher.log"
+    done
+    for teacher in random steps300; do
+        run=$OUT/dose/$teacher/had-s0
+        if [ ! -f "$run/held_out.json" ]; then
+            resume=""; [ -d "$run" ] && resume="--resume"
+            echo "dose-$teacher $BIN/had-train pretrain --cache $OUT/dose/$teacher.had.zarr \
+--out $run --objective had --seed 0 --steps $STEPS --batch-size 8 --lr 2e-3 --holdout-chunks 2 \
+--val-every 200 --save-every 200 --keep-last 2 $resume"
+        fi
+    done | lanes
+    for teacher in random steps300; do
+        run=$OUT/dose/$teacher/had-s0
+        [ -f "$run/held_out.json" ] || continue
+        echo "dose-splice-$teacher $BIN/had-train eval --checkpoint $run --tasks splice \
+--replicates $REPLICATES --pooling center --mode finetune --epochs 20 --patience 4 --no-tsne \
+--models student --out $OUT/eval/splice-finetune/dose-$teacher"
+    done | lanes
 fi
 if want oct4; then
     { suite oct4_mafk mean finetune; suite oct4_mafk mean linear; } | lanes
