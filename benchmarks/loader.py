@@ -81,15 +81,15 @@ def synthetic_store(path: Path, n_records: int, seed: int = 0) -> Path:
     )
     writer = StoreWriter.open_or_create(path, attrs, table)
     rng = np.random.default_rng(seed)
-    for chunk in range(attrs.n_chunks):
-        rows = attrs.chunk_slice(chunk)
+    for shard in range(attrs.n_shards):  # one chunk per shard: shard_chunks defaults to 1
+        rows = attrs.shard_slice(shard)
         n = rows.stop - rows.start
         mask = np.zeros((n, n_tokens), bool)
         for row in mask:
             row[rng.choice(n_tokens, shape["n_masked"], replace=False)] = True
         seq = rng.integers(0, 4, (n, shape["window_bp"]), dtype=np.uint8)
         feats = rng.standard_normal((n, n_visible, shape["hidden_size"]), dtype=np.float32)
-        writer.write_chunk(chunk, seq, mask, {shape["num_layers"]: feats})
+        writer.write_shard(shard, seq, mask, {shape["num_layers"]: feats})
     writer.finalize()
     return path
 

@@ -6,11 +6,13 @@ read from the library (`ExtractConfig`, `verify`, `masking`), so it cannot drift
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 
 from had_cache import teacher, verify, windows
+from had_cache.drift import DriftConfig, drift
 from had_cache.explain import explain_tokens
 from had_cache.extract import ExtractConfig, extract
 from had_cache.reader import is_url
@@ -152,6 +154,13 @@ def main() -> None:
     default=_d("write_queue"),
     show_default=True,
     help="Whole shards that may wait for the background writer (bounds host memory: each is one shard of every array).",
+)
+@click.option(
+    "--predictions",
+    type=int,
+    default=_d("predictions"),
+    show_default=True,
+    help="Also store the teacher's predictions at each masked group: its top K 6-mers with their probabilities and the exact per-base marginals (~K x 4 + 48 bytes per masked group), the soft targets of `had-train pretrain --objective had-soft`. 0 = off.",
 )
 @click.option(
     "--revision", default=None, help="Hub revision (branch, tag or commit) of the teacher."
@@ -299,3 +308,91 @@ def verify_cmd(
     click.echo("\n".join(report.lines()))
     report.check(min_cosine)
     click.echo("ok: every chunk is intact and the store matches its teacher")
+
+
+_DRIFT = DriftConfig(fasta=Path())
+
+
+@main.command("drift")
+@click.option(
+    "--fasta",
+    required=True,
+    help="Genome FASTA to draw windows from (`demo` = the embedded chrX slice).",
+)
+@click.option(
+    "--teacher",
+    default=_DRIFT.teacher,
+    show_default=True,
+    help="Hugging Face hub id or local folder of an NT-vocabulary masked LM; `demo` = the small embedded teacher.",
+)
+@click.option(
+    "--windows",
+    "n_windows",
+    type=int,
+    default=_DRIFT.windows,
+    show_default=True,
+    help="Windows drawn uniformly from the FASTA's window table (the unit of the confidence interval).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=_DRIFT.seed,
+    show_default=True,
+    help="Which windows are drawn and their group masks.",
+)
+@click.option(
+    "--window-bp",
+    type=int,
+    default=_DRIFT.window_bp,
+    show_default=True,
+    help="Window length (a multiple of 6).",
+)
+@click.option(
+    "--mask-ratio",
+    type=float,
+    default=_DRIFT.mask_ratio,
+    show_default=True,
+    help="Share of 6-mer groups masked per window, as extraction masks them.",
+)
+@click.option(
+    "--layer",
+    type=int,
+    default=_DRIFT.layer,
+    show_default=True,
+    help="Teacher hidden_states index (-1 = final layer after the final layer norm).",
+)
+@click.option("--contigs", default=_DRIFT.contigs, show_default=True, help="As for `extract`.")
+@click.option(
+    "--strands",
+    type=click.Choice(windows.STRAND_CHOICES),
+    default=_DRIFT.strands,
+    show_default=True,
+    help="As for `extract`: `both` draws from both strands.",
+)
+@click.option(
+    "--batch-size",
+    type=int,
+    default=_DRIFT.batch_size,
+    show_default=True,
+    help="Windows per teacher pass.",
+)
+@device_option()
+@click.option(
+    "--dtype",
+    type=click.Choice([teacher.AUTO_DTYPE, *teacher.DTYPES]),
+    default=_DRIFT.dtype,
+    show_default=True,
+    help="Teacher precision: auto (bfloat16 on GPU, float32 on CPU).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@exit_on_had_error
+def drift_cmd(n_windows: int, as_json: bool, fasta: str, **options: object) -> None:
+    """Measure how far the teacher's features of visible tokens move when it also sees the
+    masked groups: D = E||T(x_masked)_v - T(x)_v||^2 / E||T(x)_v - mean||^2, with a 95% interval
+    over windows. The figure that decides whether one unmasked teacher pass per window (masks
+    drawn at training time) is an acceptable stand-in for HAD's masked-input targets."""
+    cfg = DriftConfig(
+        fasta=windows.fasta_path(fasta), windows=n_windows, progress=not as_json, **options
+    )
+    report = drift(cfg)  # type: ignore[arg-type]
+    click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.summary())

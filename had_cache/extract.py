@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 import had_cache
-from had_cache import dna, gate, masking, schema, windows
+from had_cache import dna, gate, masking, predictions, schema, windows
 from had_cache import teacher as teacher_mod
 from had_cache.pipeline import BackgroundWriter, Batch, Prefetcher, ShardBuffer
 from had_cache.reader import Location, StoreLike, is_url, read_attrs
@@ -82,6 +81,7 @@ class ExtractConfig:
     shard: str | None = None
     workers: int = 2
     write_queue: int = 2
+    predictions: int = predictions.DEFAULT_TOP_K
     revision: str | None = None
     trust_remote_code: bool = True
     min_teacher_accuracy: float = gate.DEFAULT_MIN_ACCURACY
@@ -302,25 +302,29 @@ def extract_shards(
     ]
     prefetch = Prefetcher(fasta, table, attrs, cfg.workers)
     buffer: ShardBuffer | None = None
+    Landing = tuple[Batch, dict[int, torch.Tensor], predictions.MaskedPredictions | None]
     with BackgroundWriter(writer, cfg.write_queue) as background:
 
-        def land(batch: Batch, out: dict[int, torch.Tensor]) -> None:
+        def land(batch: Batch, out: dict[int, torch.Tensor], preds: object) -> None:
             nonlocal buffer
             if buffer is None or not buffer.holds(batch):
                 buffer = ShardBuffer(attrs, batch.lo // attrs.shard_records)
-            if buffer.add(batch, {layer: v.cpu().numpy() for layer, v in out.items()}):
+            feats = {layer: v.cpu().numpy() for layer, v in out.items()}
+            if buffer.add(batch, feats, preds):  # type: ignore[arg-type]
                 background.put(buffer.shard())
                 buffer = None
             if bar is not None:
                 bar.update(batch.hi - batch.lo)
 
-        in_flight: tuple[Batch, dict[int, torch.Tensor]] | None = None
+        in_flight: Landing | None = None
         for batch in prefetch.batches(spans, depth=max(2, 2 * cfg.workers)):
-            features = teacher.visible_features(batch.seq, batch.mask, batch.token_ids)
+            features, preds = teacher.encode(
+                batch.seq, batch.mask, attrs.prediction_top_k, token_ids=batch.token_ids
+            )
             out = {layer: v.to(FEATURES_TORCH_DTYPE) for layer, v in features.items()}
             if in_flight is not None:
                 land(*in_flight)
-            in_flight = (batch, out)
+            in_flight = (batch, out, preds)
         if in_flight is not None:
             land(*in_flight)
 
@@ -333,6 +337,10 @@ def _check_options(cfg: ExtractConfig) -> tuple[int, int]:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
     if cfg.workers < 0:
         raise ConfigError(f"--workers must be 0 or more, got {cfg.workers}")
+    if not 0 <= cfg.predictions <= predictions.N_KMERS:
+        raise ConfigError(
+            f"--predictions takes 0 (off) to {predictions.N_KMERS} 6-mers, got {cfg.predictions}"
+        )
     n_tokens = dna.groups_per_window(cfg.window_bp)
     if not 0.0 < cfg.mask_ratio < 1.0:
         raise ConfigError(f"--mask-ratio must be between 0 and 1, got {cfg.mask_ratio}")
@@ -411,6 +419,7 @@ def store_attrs(
         strands=cfg.strands,
         skipped_n_windows=table.skipped_n,
         skipped_ambiguous_windows=table.skipped_ambiguous,
+        prediction_top_k=cfg.predictions,
         max_windows=cfg.max_windows,
         teacher=info,
         fasta=schema.FastaInfo(

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from had_cache import masking, schema, windows
+from had_cache import masking, predictions, schema, windows
 from had_cache.teacher import teacher_input
 from had_cache.writer import StoreWriter
 
@@ -90,8 +90,9 @@ class Prefetcher:
                     future.cancel()
 
 
-Shard = tuple[int, np.ndarray, np.ndarray, dict[int, np.ndarray]]
-"""(shard index, seq, mask, features per layer): one whole shard, ready to write."""
+Shard = tuple[int, np.ndarray, np.ndarray, dict[int, np.ndarray], dict[str, np.ndarray] | None]
+"""(shard index, seq, mask, features per layer, predictions by array name or None): one whole
+shard, ready to write."""
 
 
 class ShardBuffer:
@@ -107,22 +108,39 @@ class ShardBuffer:
         self.feats = {
             layer: np.empty(shape, schema.TEACHER_DTYPE) for layer in attrs.teacher.layers
         }
+        self.preds: dict[str, np.ndarray] | None = None
+        if attrs.has_predictions:
+            specs = schema.array_specs(attrs)
+            self.preds = {
+                name: np.empty((n, *specs[name][0][1:]), specs[name][1])
+                for name in schema.PREDICTION_ARRAYS
+            }
         self.filled = 0
 
     def holds(self, batch: Batch) -> bool:
         return self.rows.start <= batch.lo < self.rows.stop
 
-    def add(self, batch: Batch, feats: dict[int, np.ndarray]) -> bool:
+    def add(
+        self,
+        batch: Batch,
+        feats: dict[int, np.ndarray],
+        preds: predictions.MaskedPredictions | None = None,
+    ) -> bool:
         """Put a batch's records in place; True once the shard is full."""
         lo, hi = batch.lo - self.rows.start, batch.hi - self.rows.start
         self.seq[lo:hi], self.mask[lo:hi] = batch.seq, batch.mask
         for layer, values in feats.items():
             self.feats[layer][lo:hi] = values
+        if self.preds is not None:
+            assert preds is not None, "a store of predictions needs them for every batch"
+            self.preds[schema.TOPK_KMER][lo:hi] = preds.topk_kmer
+            self.preds[schema.TOPK_PROB][lo:hi] = preds.topk_prob
+            self.preds[schema.BASE_PROB][lo:hi] = preds.base_prob
         self.filled += hi - lo
         return self.filled == len(self.seq)
 
     def shard(self) -> Shard:
-        return self.index, self.seq, self.mask, self.feats
+        return self.index, self.seq, self.mask, self.feats, self.preds
 
 
 class BackgroundWriter:

@@ -151,6 +151,9 @@ class Records:
     seq: np.ndarray  # uint8 [n, W]
     mask: np.ndarray  # bool [n, T]
     teacher: np.ndarray  # schema.TEACHER_DTYPE [n, T - M, D], features of the reader's layer
+    base_prob: np.ndarray | None = (
+        None  # float16 [n, M, 6, 4]: the teacher's soft targets, if stored
+    )
 
 
 class ChunkError(StoreError):
@@ -309,6 +312,9 @@ class CacheReader:
             seq=self._read_rows(schema.SEQ, rows),
             mask=self._read_rows(schema.MASK, rows),
             teacher=self._read_rows(schema.teacher_array(self.layer), rows),
+            base_prob=(
+                self._read_rows(schema.BASE_PROB, rows) if self.attrs.has_predictions else None
+            ),
         )
 
     def take(
@@ -324,6 +330,11 @@ class CacheReader:
         seq = np.empty((len(records), a.window_bp), dtype=np.uint8)
         mask = np.empty((len(records), a.n_tokens), dtype=bool)
         teacher = np.empty((len(records), a.n_visible, a.hidden_size), dtype=schema.TEACHER_DTYPE)
+        base_prob = (
+            np.empty((len(records), a.n_masked, a.k, 4), dtype=schema.PREDICTION_DTYPE)
+            if a.has_predictions
+            else None
+        )
         chunk_of = records // a.chunk_records
         for chunk in np.unique(chunk_of):
             rows = np.flatnonzero(chunk_of == chunk)
@@ -334,7 +345,9 @@ class CacheReader:
                 block.mask[local],
                 block.teacher[local],
             )
-        return Records(index=records, seq=seq, mask=mask, teacher=teacher)
+            if base_prob is not None:
+                base_prob[rows] = block.base_prob[local]
+        return Records(index=records, seq=seq, mask=mask, teacher=teacher, base_prob=base_prob)
 
     def read_chunk(self, chunk: int) -> Records:
         return self.read(self.attrs.chunk_slice(chunk))

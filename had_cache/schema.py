@@ -29,10 +29,11 @@ from had_common.versions import check_readable, format_version, parse_version
 
 SCHEMA_VERSION = "3.0"
 """2.0: the layout of schema 2 (stores written as a bare `2` read as 2.0). 2.1: crc32c checksums
-on every chunk, every chunk written (the `checksum` attribute). 3.0: shards of `shard_chunks`
-chunks through zarr's sharding codec, one done marker per shard (`shard_done`); a new layout,
-so a major version: 2.x stores still read (every chunk is its own shard there, its marker in
-`chunk_done`) but are not resumed by this version."""
+on every chunk, every chunk written (the `checksum` attribute). 2.2: optional teacher predictions
+at the masked groups (`prediction_top_k` > 0: the PREDICTION_ARRAYS). 3.0: shards of
+`shard_chunks` chunks through zarr's sharding codec, one done marker per shard (`shard_done`); a
+new layout, so a major version: 2.x stores still read (every chunk is its own shard there, its
+marker in `chunk_done`) but are not resumed by this version."""
 READS_OLDER_MAJORS = (2,)
 """Older major versions the reader still reads (never writes to)."""
 FORMAT_NAME = "had-cache"
@@ -51,6 +52,11 @@ STRAND = "strand"
 SHARD_DONE = "shard_done"
 CHUNK_DONE = "chunk_done"
 """The done markers of schema 2 stores, one per chunk (each chunk was its own shard)."""
+TOPK_KMER = "teacher_topk_kmer"
+TOPK_PROB = "teacher_topk_prob"
+BASE_PROB = "teacher_base_prob"
+PREDICTION_ARRAYS = (TOPK_KMER, TOPK_PROB, BASE_PROB)
+"""The teacher's predictions at the masked groups (`had_cache.predictions`), when stored."""
 
 CHECKSUM = "crc32c"
 """The checksum codec new stores carry in every array's codec chain (zarr's `Crc32cCodec`)."""
@@ -82,6 +88,8 @@ def teacher_array(layer: int) -> str:
 
 TEACHER_DTYPE = np.dtype("float16")
 """bfloat16 is not a portable zarr dtype; float16 holds layer-normed features without loss that matters."""
+PREDICTION_DTYPE = np.dtype("float16")
+"""Probabilities in [0, 1]: float16's 3 significant digits are plenty for a training target."""
 
 
 def hidden_state_index(layer: int, num_layers: int) -> int:
@@ -156,6 +164,7 @@ class StoreAttrs:
     complete: bool = False
     checksum: str | None = None
     skipped_ambiguous_windows: int = 0
+    prediction_top_k: int = 0
     shard_chunks: int = 1
     windowing: dict[str, Any] = field(default_factory=dict)
     teacher_gate: dict[str, Any] | None = None
@@ -169,6 +178,11 @@ class StoreAttrs:
     @property
     def hidden_size(self) -> int:
         return self.teacher.hidden_size
+
+    @property
+    def has_predictions(self) -> bool:
+        """Whether the store holds the teacher's predictions at the masked groups."""
+        return self.prediction_top_k > 0
 
     @property
     def n_chunks(self) -> int:
@@ -255,7 +269,11 @@ class StoreAttrs:
             "extra",
         ):
             data.pop(volatile)
-        if not data["windowing"]:  # absent before --bed/--stride: fingerprints stay as they were
+        # Added in 2.2 and 3.0; at their defaults (nothing stored, whole contigs) they leave
+        # older stores' fingerprints as they were recorded.
+        if not data["prediction_top_k"]:
+            data.pop("prediction_top_k")
+        if not data["windowing"]:
             data.pop("windowing")
         return data
 
@@ -308,6 +326,7 @@ def array_specs(attrs: StoreAttrs) -> dict[str, ArraySpec]:
     The chunk shape is the inner chunk (what a reader decodes); `shard_shape` gives the shard.
     """
     n, c = attrs.n_records, attrs.chunk_records
+    m, k = attrs.n_masked, attrs.prediction_top_k
     features = (attrs.n_visible, attrs.hidden_size)
     return {
         SEQ: ((n, attrs.window_bp), np.dtype("uint8"), (c, attrs.window_bp)),
@@ -317,6 +336,16 @@ def array_specs(attrs: StoreAttrs) -> dict[str, ArraySpec]:
             teacher_array(layer): ((n, *features), TEACHER_DTYPE, (c, *features))
             for layer in attrs.teacher.layers
         },
+        # The teacher's predictions at the masked groups (top K 6-mers, per-base marginals).
+        **(
+            {
+                TOPK_KMER: ((n, m, k), np.dtype("int16"), (c, m, k)),
+                TOPK_PROB: ((n, m, k), PREDICTION_DTYPE, (c, m, k)),
+                BASE_PROB: ((n, m, attrs.k, 4), PREDICTION_DTYPE, (c, m, attrs.k, 4)),
+            }
+            if k
+            else {}
+        ),
         CONTIG: ((n,), np.dtype("int32"), (c,)),
         START: ((n,), np.dtype("int64"), (c,)),
         STRAND: ((n,), np.dtype("int8"), (c,)),

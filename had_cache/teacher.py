@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from had_cache import masking, tokenize
+from had_cache import masking, predictions, tokenize
 from had_cache.schema import TeacherInfo, hidden_state_index
 from had_common.checksums import files_sha256
 from had_common.errors import ConfigError, HadError
@@ -91,10 +91,20 @@ class Teacher:
         The input is `<cls>` + the 6-mer tokens, as NT prepends `<cls>`; no `<eos>` is appended.
         Windows of one batch have equal length, so there is no padding and no attention mask.
         """
+        return self._forward(token_ids, with_logits=False)[0]
+
+    def _forward(
+        self, token_ids: np.ndarray, with_logits: bool
+    ) -> tuple[dict[int, torch.Tensor], torch.Tensor | None]:
+        """(features per stored layer, masked-LM logits [B, T, V] or None), `<cls>` removed."""
         ids = torch.as_tensor(tokenize.with_cls(token_ids), device=self.device)
-        # The encoder alone: the masked-LM head's logits are not needed for features.
-        out = self.model.base_model(input_ids=ids, output_hidden_states=True)
-        return {layer: out.hidden_states[layer][:, 1:] for layer in self.info.layers}
+        if with_logits:
+            out = self.model(input_ids=ids, output_hidden_states=True)
+            logits = out.logits[:, 1:]
+        else:  # the encoder alone: the masked-LM head is not needed for features
+            out = self.model.base_model(input_ids=ids, output_hidden_states=True)
+            logits = None
+        return {layer: out.hidden_states[layer][:, 1:] for layer in self.info.layers}, logits
 
     @torch.inference_mode()
     def visible_features(
@@ -106,13 +116,27 @@ class Teacher:
         sees masked groups as `<mask>` (its features of visible tokens must not leak them).
         `token_ids`: that masked input (`teacher_input`), when a prefetcher built it already.
         """
+        return self.encode(seq, mask, token_ids=token_ids)[0]
+
+    @torch.inference_mode()
+    def encode(
+        self,
+        seq: np.ndarray,
+        mask: np.ndarray,
+        top_k: int = 0,
+        token_ids: np.ndarray | None = None,
+    ) -> tuple[dict[int, torch.Tensor], predictions.MaskedPredictions | None]:
+        """`visible_features`, and with `top_k` > 0 the teacher's predictions at the masked
+        groups from the same forward pass (`had_cache.predictions`)."""
         ids = teacher_input(seq, mask) if token_ids is None else token_ids
         visible = torch.as_tensor(~np.asarray(mask, dtype=bool), device=self.device)
         n_visible = int(visible[0].sum()) if len(visible) else 0
-        return {
-            layer: out[visible].reshape(len(seq), n_visible, -1)
-            for layer, out in self.features(ids).items()
+        feats, logits = self._forward(ids, with_logits=top_k > 0)
+        visible_feats = {
+            layer: out[visible].reshape(len(seq), n_visible, -1) for layer, out in feats.items()
         }
+        preds = predictions.masked_predictions(logits, mask, top_k) if logits is not None else None
+        return visible_feats, preds
 
 
 def teacher_input(seq: np.ndarray, mask: np.ndarray) -> np.ndarray:

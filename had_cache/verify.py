@@ -224,6 +224,11 @@ def _content_problem(a: schema.StoreAttrs, name: str, data: np.ndarray) -> str |
             return f"has a record with {int(counts[counts != a.n_masked][0])} masked groups, not {a.n_masked}"
     if name == schema.SEQ and (data > 3).any():
         return "holds codes other than A, C, G, T"
+    if name == schema.BASE_PROB:
+        # Marginals over A, C, G, T sum to 1 (float16 rounding of four terms stays within 1e-2).
+        sums = data.astype(np.float32).sum(axis=-1)
+        if (np.abs(sums - 1.0) > 1e-2).any() or (data < 0).any():
+            return "holds base probabilities that are negative or do not sum to 1"
     return None
 
 
@@ -259,6 +264,12 @@ def describe_store(path: Path, as_json: bool = False) -> list[str]:
         f"fasta      {a.fasta.path}",
         "gate       "
         + (GateReport(**a.teacher_gate).summary() if a.teacher_gate else "not recorded"),
+        "predicts   "
+        + (
+            f"top {a.prediction_top_k} 6-mers and per-base marginals of each masked group"
+            if a.has_predictions
+            else "not stored (extract with --predictions K for soft targets)"
+        ),
         f"shards     {a.n_shards} x {a.shard_records} records "
         f"({a.shard_chunks} chunk(s) of {a.chunk_records}; one file per shard and array)",
         f"schema     {a.schema_version}"

@@ -462,9 +462,11 @@ class StoreWriter:
     def shard_bytes(self, shard: int) -> int:
         """Uncompressed payload of one shard (an upper bound on what it takes on disk)."""
         rows = self.attrs.shard_slice(shard)
-        a = self.attrs
-        per_record = a.window_bp + a.n_tokens
-        per_record += len(a.teacher.layers) * a.n_visible * a.hidden_size * 2
+        per_record = sum(
+            int(np.prod(shape[1:])) * dtype.itemsize
+            for name, (shape, dtype, _) in schema.array_specs(self.attrs).items()
+            if name not in (*schema.INDEX_ARRAYS, self.attrs.done_array)
+        )
         return (rows.stop - rows.start) * per_record
 
     def _shard_key(self, name: str, shard: int) -> str:
@@ -473,11 +475,17 @@ class StoreWriter:
         return f"{name}/{array.metadata.chunk_key_encoding.encode_chunk_key(coords)}"
 
     def write_shard(
-        self, shard: int, seq: np.ndarray, mask: np.ndarray, teacher: dict[int, np.ndarray]
+        self,
+        shard: int,
+        seq: np.ndarray,
+        mask: np.ndarray,
+        teacher: dict[int, np.ndarray],
+        predictions: dict[str, np.ndarray] | None = None,
     ) -> int:
-        """Write one shard's records (features per stored layer), each array's shard in one
-        write, then its done marker. Whatever an earlier, interrupted writer left of this shard
-        is deleted first: a shard without its marker is never trusted, nor read back.
+        """Write one shard's records (features per stored layer, and the teacher's predictions
+        by array name where the store keeps them), each array's shard in one write, then its
+        done marker. Whatever an earlier, interrupted writer left of this shard is deleted
+        first: a shard without its marker is never trusted, nor read back.
 
         Returns the payload bytes. A full disk is a one-line DiskFullError naming the space the
         shards still to write need.
@@ -490,6 +498,9 @@ class StoreWriter:
             len(f) != expected for f in teacher.values()
         ):
             raise ValueError(f"shard {shard} needs {expected} records, got {len(seq)}")
+        wanted = schema.PREDICTION_ARRAYS if self.attrs.has_predictions else ()
+        if sorted(predictions or {}) != sorted(wanted):
+            raise ValueError(f"shard {shard} needs the prediction arrays {list(wanted)}")
 
         def needed() -> int:
             return sum(self.shard_bytes(s) for s in self.pending_shards())
@@ -498,6 +509,10 @@ class StoreWriter:
         data |= {
             schema.teacher_array(layer): feats.astype(schema.TEACHER_DTYPE, copy=False)
             for layer, feats in teacher.items()
+        }
+        data |= {
+            name: values.astype(self.group[name].dtype, copy=False)
+            for name, values in (predictions or {}).items()
         }
         with disk_full_guard(self.path, f"writing shard {shard}", needed, then=RESUME_ADVICE):
             g = self.group

@@ -39,10 +39,13 @@ from had_train.pretrain import (
 from had_train.runs import default_ablation_dir
 
 ARMS = (*losses.OBJECTIVES, "none")
+DEFAULT_ARMS = ("had", "mlm", "distill", "none")
+"""`had-soft` needs a store extracted with --predictions, so it runs only when asked for."""
 ARM_LABELS = {
     "had": "HAD (align + recon)",
     "mlm": "reconstruction only",
     "distill": "alignment only",
+    "had-soft": "HAD, teacher's soft targets",
     "none": "no pretraining",
 }
 TABLE_FILES = ("ablation.md", "ablation.csv", "ablation.json", "ablation.png")
@@ -56,10 +59,11 @@ class AblationConfig:
     cache: str
     out: str
     task: str = "splice"
-    arms: tuple[str, ...] = ARMS
+    arms: tuple[str, ...] = DEFAULT_ARMS
     seeds: tuple[int, ...] = (0, 1, 2)
     folds: int = 5
     mode: str = EVAL_MODES[0]
+    pooling: str | None = None
     epochs: int = EvalConfig.epochs
     eval_batch_size: int = EvalConfig.batch_size
     eval_lr: float = EvalConfig.lr
@@ -149,6 +153,7 @@ def run_ablation(cfg: AblationConfig, progress: bool = True) -> dict[str, Any]:
                     folds=cfg.folds,
                     seed=seed,
                     mode=cfg.mode,
+                    pooling=cfg.pooling,
                     epochs=cfg.epochs,
                     batch_size=cfg.eval_batch_size,
                     lr=cfg.eval_lr,

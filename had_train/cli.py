@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import click
 from click.core import ParameterSource
 
+from had_cache.windows import STRAND_CHOICES
 from had_common import distributed
 from had_common.cli import CONTEXT_SETTINGS, device_option, exit_on_had_error
 from had_common.errors import ConfigError
@@ -35,6 +36,7 @@ SUITE_ONLY_OPTIONS = {
     "teacher",
     "teacher_layer",
     "teacher_finetune",
+    "models",
 }
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -112,13 +114,13 @@ RECIPE_OPTIONS = {
         type=click.Choice(losses.OBJECTIVES),
         default=_d("objective"),
         show_default=True,
-        help="had = alignment + reconstruction; mlm = reconstruction only; distill = alignment only (everything else identical, for ablations).",
+        help="had = alignment + reconstruction; mlm = reconstruction only; distill = alignment only; had-soft = alignment + reconstruction of the teacher's per-base predictions (a store extracted with --predictions K); everything else identical, for ablations.",
     ),
     "teacher_layer": click.option(
         "--teacher-layer",
         type=int,
         default=None,
-        help="Which stored teacher layer to align to (hidden_states index, negative from the end). [default: the deepest layer in the store]",
+        help="Which stored teacher layer to align to (hidden_states index, negative from the end); with --online-teacher, the layer the teacher computes. [default: the deepest layer in the store; online: -1, the final layer]",
     ),
     "seed": click.option(
         "--seed",
@@ -195,6 +197,12 @@ EVAL_MODE_OPTION = click.option(
     show_default=True,
     help="finetune = train encoder and head; linear = frozen encoder, logistic regression on its embeddings (fast probe).",
 )
+POOLING_OPTION = click.option(
+    "--pooling",
+    type=click.Choice(ALLOWED_POOLINGS),
+    default=None,
+    help="How the head pools per-base features: mean over the sequence, the centre base (tasks centred on what they label, e.g. splice sites), or learned attention weights. [default: the task's own: center for the built-in splice task, mean (the paper's) elsewhere]",
+)
 
 
 def recipe_options(*names: str) -> Callable[[F], F]:
@@ -213,7 +221,7 @@ def recipe_options(*names: str) -> Callable[[F], F]:
     "--cache",
     type=click.Path(path_type=Path),
     default=None,
-    help="Store written by `had-cache extract` (required, here or in --config).",
+    help="Store written by `had-cache extract` (required, here or in --config, unless --online-teacher is given).",
 )
 @click.option(
     "--config",
@@ -226,12 +234,61 @@ def recipe_options(*names: str) -> Callable[[F], F]:
     "--out",
     type=click.Path(path_type=Path),
     default=None,
-    help="Run folder for checkpoints, losses.csv and configs. [default: runs/<store name>]",
+    help="Run folder for checkpoints, losses.csv and configs. [default: runs/<store name>; with --online-teacher runs/online-<fasta name>]",
 )
 @click.option(
     "--resume",
     is_flag=True,
     help="Continue the run in --out from its latest complete checkpoint (its saved options apply; --steps may be raised).",
+)
+@click.option(
+    "--online-teacher",
+    default=None,
+    help="Instead of --cache: keep this teacher (hub id, folder or `demo`) in memory and draw a fresh group mask for every window of every step (the paper's recipe; the reference for cache runs). Needs --fasta; the windows, their order and --holdout-chunks are those of the store `had-cache extract` would write with the same options.",
+)
+@click.option(
+    "--fasta",
+    default=None,
+    help="With --online-teacher: the genome FASTA to train on (`demo` = the embedded chrX slice).",
+)
+@click.option(
+    "--window-bp",
+    type=int,
+    default=_d("window_bp"),
+    show_default=True,
+    help="With --online-teacher: window length in bases, as `had-cache extract --window-bp`.",
+)
+@click.option(
+    "--mask-ratio",
+    type=float,
+    default=_d("mask_ratio"),
+    show_default=True,
+    help="With --online-teacher: share of 6-mer groups masked per window, as for extraction.",
+)
+@click.option(
+    "--contigs",
+    default=_d("contigs"),
+    show_default=True,
+    help="With --online-teacher: primary, all, or a comma-separated list, as for extraction.",
+)
+@click.option(
+    "--strands",
+    type=click.Choice(STRAND_CHOICES),
+    default=_d("strands"),
+    show_default=True,
+    help="With --online-teacher: `both` adds every window's reverse complement, as for extraction.",
+)
+@click.option(
+    "--max-windows",
+    type=int,
+    default=None,
+    help="With --online-teacher: keep this many windows, evenly spread, as for extraction. [default: all]",
+)
+@click.option(
+    "--chunk-records",
+    type=int,
+    default=None,
+    help="With --online-teacher: records per chunk of the equivalent store, the unit of --holdout-chunks, as for extraction. [default: extraction's, ~16 MB of features]",
 )
 @recipe_options(
     "preset",
@@ -268,7 +325,8 @@ def pretrain_cmd(
     **options: object,
 ) -> None:
     """Train the student on a store: alignment to the teacher's visible-group features plus
-    reconstruction of the masked bases. The teacher is never loaded."""
+    reconstruction of the masked bases. The teacher is never loaded, except with
+    --online-teacher, which computes the features of freshly masked windows every step."""
     from had_train.pretrain import config_from_options, interrupted_note, pretrain
 
     given = {n for n in options if ctx.get_parameter_source(n) is not ParameterSource.DEFAULT}
@@ -335,13 +393,7 @@ def pretrain_cmd(
     default=None,
     help="Let the attention block attend within blocks of this many bases: linear cost for long sequences, identical for shorter ones; not in the paper. [default: global attention]",
 )
-@click.option(
-    "--pooling",
-    type=click.Choice(ALLOWED_POOLINGS),
-    default=_EVAL.pooling,
-    show_default=True,
-    help="How the head pools per-base features: mean over the sequence, the centre base (tasks centred on what they label, e.g. splice sites), or learned attention weights.",
-)
+@POOLING_OPTION
 @click.option("--no-tsne", is_flag=True, help="Skip the t-SNE figure.")
 @device_option()
 @click.option(
@@ -395,6 +447,11 @@ def pretrain_cmd(
     "--teacher-finetune/--no-teacher-finetune",
     default=None,
     help="With --teacher: also fine-tune the teacher itself (a head on those features), same recipe. [default: when it fits the device: up to 20M parameters on a CPU, half the memory on a GPU]",
+)
+@click.option(
+    "--models",
+    default=None,
+    help="With --tasks: score only these, comma-separated: student, random-init, teacher, teacher-ft, kmer, onehot (e.g. `student` for several checkpoints that share one baseline run). [default: every one that applies]",
 )
 @click.pass_context
 @exit_on_had_error
@@ -463,7 +520,7 @@ def eval_cmd(
     "--arms",
     default=",".join(_ABLATE.arms),
     show_default=True,
-    help="Comma-separated: had, mlm (reconstruction only), distill (alignment only), none (no pretraining).",
+    help="Comma-separated: had, mlm (reconstruction only), distill (alignment only), had-soft (HAD reconstructing the teacher's per-base predictions; needs a store extracted with --predictions K), none (no pretraining).",
 )
 @click.option(
     "--seeds",
@@ -475,6 +532,7 @@ def eval_cmd(
     "--folds", type=int, default=_ABLATE.folds, show_default=True, help="Stratified k-fold."
 )
 @EVAL_MODE_OPTION
+@POOLING_OPTION
 @click.option(
     "--epochs", type=int, default=_ABLATE.epochs, show_default=True, help="Fine-tuning epochs."
 )

@@ -40,9 +40,16 @@ class Batch:
     seq: torch.Tensor  # uint8 [B, W] unmasked base codes (int64 after .to)
     group_mask: torch.Tensor  # bool [B, T]
     teacher: torch.Tensor  # float16 [B, T - M, D] as stored (float32 after .to)
+    soft: torch.Tensor | None = None  # float16 [B, M, 6, 4] teacher's base marginals, if stored
 
     def _map(self, fn: object) -> Batch:
-        return Batch(*(fn(t) for t in (self.record, self.seq, self.group_mask, self.teacher)))
+        soft = None if self.soft is None else fn(self.soft)
+        return Batch(*(fn(t) for t in (self.record, self.seq, self.group_mask, self.teacher)), soft)
+
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        """The batch's data tensors (record ids aside)."""
+        data = (self.seq, self.group_mask, self.teacher)
+        return data if self.soft is None else (*data, self.soft)
 
     def to(self, device: torch.device | str) -> Batch:
         """On `device`, in the model's dtypes (copied asynchronously from pinned memory). Record
@@ -51,7 +58,8 @@ class Batch:
         seq, mask, teacher = (
             t.to(device, non_blocking=True) for t in (self.seq, self.group_mask, self.teacher)
         )
-        return Batch(self.record, seq.long(), mask, teacher.float())
+        soft = None if self.soft is None else self.soft.to(device, non_blocking=True).float()
+        return Batch(self.record, seq.long(), mask, teacher.float(), soft)
 
     def pin_memory(self) -> Batch:
         """Page-locked copies (DataLoader calls this with pin_memory=True)."""
@@ -83,6 +91,61 @@ def epoch_order(
     return np.concatenate(parts)
 
 
+class RecordOrder:
+    """Which records each step trains on: a pure function of (seed, step) and the store's
+    shape, shared by the store's batches and the online teacher's (which thereby visit the
+    same windows in the same order as a run on the store its options would extract)."""
+
+    def __init__(
+        self,
+        attrs: StoreAttrs,
+        batch_size: int,
+        seed: int = 0,
+        shuffle_chunks: int = 8,
+        holdout_chunks: int = 0,
+    ) -> None:
+        if not 0 <= holdout_chunks < attrs.n_chunks:
+            raise ConfigError(
+                f"--holdout-chunks must be in 0..{attrs.n_chunks - 1} for a store of "
+                f"{attrs.n_chunks} chunks, got {holdout_chunks}"
+            )
+        self.attrs, self.holdout_chunks = attrs, holdout_chunks
+        n_train = min(attrs.n_records, (attrs.n_chunks - holdout_chunks) * attrs.chunk_records)
+        self.held_out = np.arange(n_train, attrs.n_records)
+        if batch_size > n_train:
+            raise ConfigError(
+                f"--batch-size {batch_size} is larger than the store's {n_train} training "
+                "records; extract more windows or lower --batch-size"
+            )
+        self.batch_size = batch_size
+        self.seed = seed
+        self.shuffle_chunks = max(1, shuffle_chunks)
+        self.batches_per_epoch = n_train // batch_size
+        self._order_epoch = -1
+        self._order = np.empty(0, dtype=np.int64)
+
+    def record_ids(self, step: int) -> np.ndarray:
+        """Record ids of the batch used at `step` (0-based), in increasing order: which records
+        a step trains on is the shuffle's choice, their order within the step is not (the loss
+        is a mean over the batch), and sorted ids give each rank and micro-batch a contiguous
+        run of the store, so it reads about 1 / (ranks x micro-batches) of the step's chunks."""
+        epoch, b = divmod(step, self.batches_per_epoch)
+        if epoch != self._order_epoch:
+            self._order = epoch_order(
+                self.attrs, self.seed, epoch, self.shuffle_chunks, self.holdout_chunks
+            )
+            self._order_epoch = epoch
+        return np.sort(self._order[b * self.batch_size : (b + 1) * self.batch_size])
+
+    def sample_chunks(self, limit: int) -> list[int]:
+        """Whole training chunks, spread evenly over the training region, holding at least
+        `limit` records where there are so many (never a held-out chunk): the fitting data of
+        DNA-only baselines."""
+        n_chunks = self.attrs.n_chunks - self.holdout_chunks
+        take = max(1, min(n_chunks, -(-limit // self.attrs.chunk_records)))
+        return [int(c) for c in np.unique(np.linspace(0, n_chunks - 1, take).round().astype(int))]
+
+
 def store_fingerprint(store: Path | str) -> str:
     """The store's identity for provenance records (sha256 of its defining attributes)."""
     return CacheReader(store).attrs.fingerprint()
@@ -102,41 +165,25 @@ class PretrainBatches:
     ) -> None:
         self.reader = CacheReader(store, layer=teacher_layer)
         self.attrs = self.reader.attrs
-        if not 0 <= holdout_chunks < self.attrs.n_chunks:
-            raise ConfigError(
-                f"--holdout-chunks must be in 0..{self.attrs.n_chunks - 1} for a store of "
-                f"{self.attrs.n_chunks} chunks, got {holdout_chunks}"
-            )
-        self.holdout_chunks = holdout_chunks
-        n_train = min(
-            self.attrs.n_records, (self.attrs.n_chunks - holdout_chunks) * self.attrs.chunk_records
-        )
-        self.held_out = np.arange(n_train, self.attrs.n_records)
-        if batch_size > n_train:
-            raise ConfigError(
-                f"--batch-size {batch_size} is larger than the store's {n_train} training "
-                "records; extract more windows or lower --batch-size"
-            )
-        self.batch_size = batch_size
-        self.seed = seed
-        self.shuffle_chunks = max(1, shuffle_chunks)
-        self.batches_per_epoch = n_train // batch_size
-        self._order_epoch = -1
-        self._order = np.empty(0, dtype=np.int64)
+        self.order = RecordOrder(self.attrs, batch_size, seed, shuffle_chunks, holdout_chunks)
+        self.batch_size, self.seed = batch_size, seed
+        self.shuffle_chunks, self.holdout_chunks = self.order.shuffle_chunks, holdout_chunks
+        self.held_out = self.order.held_out
+        self.batches_per_epoch = self.order.batches_per_epoch
         self._chunks: OrderedDict[int, Records] = OrderedDict()
 
+    @property
+    def layer(self) -> int:
+        """The teacher layer (hidden_states index) whose features the batches hold."""
+        return self.reader.layer
+
+    def describe(self) -> str:
+        """Where the batches come from, for the run's first line."""
+        return f"store {self.attrs.n_records:,} records"
+
     def record_ids(self, step: int) -> np.ndarray:
-        """Record ids of the batch used at `step` (0-based), in increasing order: which records
-        a step trains on is the shuffle's choice, their order within the step is not (the loss
-        is a mean over the batch), and sorted ids give each rank and micro-batch a contiguous
-        run of the store, so it reads about 1 / (ranks x micro-batches) of the step's chunks."""
-        epoch, b = divmod(step, self.batches_per_epoch)
-        if epoch != self._order_epoch:
-            self._order = epoch_order(
-                self.attrs, self.seed, epoch, self.shuffle_chunks, self.holdout_chunks
-            )
-            self._order_epoch = epoch
-        return np.sort(self._order[b * self.batch_size : (b + 1) * self.batch_size])
+        """Record ids of the batch used at `step` (`RecordOrder.record_ids`)."""
+        return self.order.record_ids(step)
 
     def _chunk(self, chunk: int) -> Records:
         if chunk not in self._chunks:
@@ -159,11 +206,8 @@ class PretrainBatches:
     def training_windows(self, limit: int) -> tuple[np.ndarray, np.ndarray]:
         """(seq, mask) of up to `limit` training records (whole chunks spread evenly over the
         training region, never a held-out one): the fitting data of DNA-only baselines."""
-        n_chunks = self.attrs.n_chunks - self.holdout_chunks
-        per_chunk = self.attrs.chunk_records
-        take = max(1, min(n_chunks, -(-limit // per_chunk)))
-        chosen = np.unique(np.linspace(0, n_chunks - 1, take).round().astype(int))
-        parts = [self.reader.read_windows(self.attrs.chunk_slice(int(c))) for c in chosen]
+        chunks = self.order.sample_chunks(limit)
+        parts = [self.reader.read_windows(self.attrs.chunk_slice(c)) for c in chunks]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def held_out_windows(self) -> tuple[np.ndarray, np.ndarray]:
@@ -171,6 +215,17 @@ class PretrainBatches:
         if not len(self.held_out):
             raise ConfigError("no held-out records: pass --holdout-chunks K")
         return self.reader.read_windows(slice(int(self.held_out[0]), int(self.held_out[-1]) + 1))
+
+    def provenance_inputs(self) -> dict[str, str]:
+        """What names the training data in a run's provenance."""
+        return {"store_fingerprint": self.attrs.fingerprint()}
+
+    def device_batches(
+        self, start_step: int, workers: int, rank: int, world_size: int, device: torch.device
+    ) -> Iterator[Batch]:
+        """This rank's batches from `start_step` on, on `device` (`iterate` + `prefetch`)."""
+        pinned = device.type == "cuda"
+        return prefetch(self.iterate(start_step, workers, rank, world_size, pinned), device)
 
     def records(self, ids: np.ndarray) -> Batch:
         """A batch of the given record ids (training steps, or held-out records)."""
@@ -180,6 +235,7 @@ class PretrainBatches:
             seq=torch.from_numpy(block.seq),
             group_mask=torch.from_numpy(block.mask),
             teacher=torch.from_numpy(block.teacher),
+            soft=None if block.base_prob is None else torch.from_numpy(block.base_prob),
         )
 
     def iterate(
@@ -222,7 +278,7 @@ def prefetch(batches: Iterator[Batch], device: torch.device) -> Iterator[Batch]:
         if ahead is not None:
             yield ahead
         torch.cuda.current_stream(device).wait_stream(stream)
-        for t in (moved.seq, moved.group_mask, moved.teacher):
+        for t in moved.tensors():
             t.record_stream(torch.cuda.current_stream(device))
         ahead = moved
     if ahead is not None:

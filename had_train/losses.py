@@ -9,8 +9,11 @@ from had_common import distributed
 from had_common.errors import HadError
 from had_train.model import IGNORE_INDEX
 
-OBJECTIVES = ("had", "mlm", "distill")
-"""had = alignment + reconstruction; mlm = reconstruction only; distill = alignment only."""
+OBJECTIVES = ("had", "mlm", "distill", "had-soft")
+"""had = alignment + reconstruction; mlm = reconstruction only; distill = alignment only;
+had-soft = alignment + reconstruction of the teacher's per-base predictions (soft targets)."""
+SOFT_OBJECTIVES = ("had-soft",)
+"""Objectives whose reconstruction targets are the teacher's predictions, not the bases."""
 
 
 class NonFiniteLossError(HadError):
@@ -40,9 +43,32 @@ def reconstruction_loss(
     )
 
 
+def soft_reconstruction_loss(
+    logits: torch.Tensor, soft: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
+) -> torch.Tensor:
+    """Cross-entropy of the masked bases against the teacher's per-base marginals.
+
+    logits [B, 6M, 4]; soft [B, M, 6, 4], the teacher's P(base) at each masked base in the same
+    (token, then base) order; targets [B, 6M] only to skip the bases the hard loss ignores.
+    Minimising it matches the student's base distribution to the teacher's (KL up to the
+    teacher's entropy, a constant): logit distillation at the level the student predicts.
+    """
+    log_p = torch.log_softmax(logits.float(), dim=-1)
+    per_base = -(soft.reshape(log_p.shape) * log_p).sum(-1)
+    per_base = per_base.masked_fill(targets == IGNORE_INDEX, 0.0)
+    if reduction == "sum":
+        return per_base.sum()
+    return per_base.sum() / (targets != IGNORE_INDEX).sum().clamp(min=1)
+
+
 def objective_weights(objective: str, align_weight: float) -> tuple[float, float]:
     """(alignment weight, reconstruction weight) of an objective, for equal-compute ablations."""
-    weights = {"had": (align_weight, 1.0), "mlm": (0.0, 1.0), "distill": (align_weight, 0.0)}
+    weights = {
+        "had": (align_weight, 1.0),
+        "mlm": (0.0, 1.0),
+        "distill": (align_weight, 0.0),
+        "had-soft": (align_weight, 1.0),
+    }
     if objective not in weights:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     return weights[objective]

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from had_cache.extract import ExtractConfig
 from had_common import distributed
 from had_common.device import AUTO, resolve_device
 from had_common.distributed import World
@@ -37,9 +38,9 @@ from had_common.files import atomic_write_text
 from had_common.lock import FileLock
 from had_common.provenance import provenance
 from had_common.versions import check_readable
-from had_train import checkpoint, losses, parallel
+from had_train import checkpoint, losses, online, parallel
 from had_train.context_model import MAX_K, ContextCounts
-from had_train.data import Batch, PretrainBatches, prefetch
+from had_train.data import Batch, PretrainBatches
 from had_train.model import (
     HadStudentConfig,
     HadStudentForPretraining,
@@ -47,9 +48,10 @@ from had_train.model import (
     parse_mixers,
 )
 from had_train.monitor import Monitor
+from had_train.online import OnlineBatches
 from had_train.ops import mixer_backends
 from had_train.optim import WeightEMA, optim_groups
-from had_train.runs import default_run_dir
+from had_train.runs import default_online_run_dir, default_run_dir
 from had_train.schedule import warmup_cosine
 
 CONFIG_FILE = "pretrain_config.json"
@@ -60,8 +62,9 @@ STORE_FILE = "store.json"
 LOCK_FILE = "run.lock"
 """Held while a run trains (`had_common.lock`): a second `pretrain` into the same --out is refused."""
 LOSS_COLUMNS = ("step", "loss", "align", "recon", "lr", "grad_norm", "seconds")
-CONFIG_VERSION = "1.0"
-"""Version of pretrain_config.json (`had_common.versions`); files without one read as 1.0."""
+CONFIG_VERSION = "1.1"
+"""Version of pretrain_config.json (`had_common.versions`); files without one read as 1.0.
+1.1: the online-teacher fields (`online_teacher`, `fasta` and the window options)."""
 CONFIG_VERSION_KEY = "config_version"
 
 
@@ -77,7 +80,7 @@ class PretrainConfig:
     10% warm-up, cosine, weight decay 0.1, clip 1.0); use smaller --batch-size/--steps on a CPU.
     """
 
-    cache: str
+    cache: str | None  # the store; None with --online-teacher
     out: str
     preset: str = "paper"
     mixers: str | None = None
@@ -103,6 +106,15 @@ class PretrainConfig:
     precision: str = "fp32"
     ema: float = 0.0
     val_every: int = 0
+    # --online-teacher: the teacher in memory and the extraction options it stands in for.
+    online_teacher: str | None = None
+    fasta: str | None = None
+    window_bp: int = ExtractConfig.window_bp
+    mask_ratio: float = ExtractConfig.mask_ratio
+    contigs: str = ExtractConfig.contigs
+    strands: str = ExtractConfig.strands
+    max_windows: int | None = None
+    chunk_records: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {CONFIG_VERSION_KEY: CONFIG_VERSION, **dataclasses.asdict(self)}
@@ -166,7 +178,45 @@ def validate(cfg: PretrainConfig) -> None:
         raise ConfigError(
             f"--precision must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}"
         )
+    validate_source(cfg)
     student_config(cfg)  # an unknown preset or mixer fails before the store is read
+
+
+ONLINE_ONLY = (
+    "fasta",
+    "window_bp",
+    "mask_ratio",
+    "contigs",
+    "strands",
+    "max_windows",
+    "chunk_records",
+)
+"""Options that describe the online teacher's windows; a store fixes its own."""
+
+
+def validate_source(cfg: PretrainConfig) -> None:
+    """Exactly one source of batches: a store (--cache) or a teacher in memory
+    (--online-teacher with --fasta); the window options belong to the latter only."""
+    if (cfg.cache is None) == (cfg.online_teacher is None):
+        raise ConfigError(
+            "give --cache STORE or --online-teacher TEACHER --fasta FASTA"
+            + (", not both" if cfg.cache is not None else "")
+        )
+    if cfg.online_teacher is not None:
+        if cfg.fasta is None:
+            raise ConfigError("--online-teacher needs --fasta FASTA (the genome to draw from)")
+        if cfg.workers:
+            raise ConfigError("--workers reads stores; with --online-teacher pass --workers 0")
+        if cfg.chunk_records is not None and cfg.chunk_records <= 0:
+            raise ConfigError(f"--chunk-records must be positive, got {cfg.chunk_records}")
+        return
+    defaults = PretrainConfig(cache=None, out="")
+    given = [n for n in ONLINE_ONLY if getattr(cfg, n) != getattr(defaults, n)]
+    if given:
+        names = ", ".join(f"--{n.replace('_', '-')}" for n in given)
+        raise ConfigError(
+            f"{names} apply to --online-teacher; a store's windows are fixed when it is extracted"
+        )
 
 
 def load_run_config(run_dir: Path) -> PretrainConfig:
@@ -217,11 +267,19 @@ def config_from_options(
         cache, out = cache or file_cache, out or file_out
         options |= {k: v for k, v in from_file.items() if k not in given}
         given |= set(from_file)
-    if cache is None:
-        raise ConfigError("--cache STORE is needed (on the command line or in --config)")
-    cache, out = Path(cache), Path(out) if out is not None else None
-    run_dir = out or default_run_dir(cache)
-    cfg = PretrainConfig(cache=str(cache), out=str(run_dir), **options)
+    if cache is None and options.get("online_teacher") is None:
+        raise ConfigError(
+            "--cache STORE (or --online-teacher TEACHER --fasta FASTA) is needed, on the "
+            "command line or in --config"
+        )
+    out = Path(out) if out is not None else None
+    if cache is not None:
+        run_dir = out or default_run_dir(Path(cache))
+    else:
+        run_dir = out or default_online_run_dir(options.get("fasta") or "")
+    cfg = PretrainConfig(
+        cache=str(cache) if cache is not None else None, out=str(run_dir), **options
+    )
     if not resume:
         return cfg
     saved = load_run_config(run_dir)
@@ -233,7 +291,9 @@ def config_from_options(
     if clashes:
         raise ConfigError(f"--resume keeps the run's options; these differ: {', '.join(clashes)}")
     return dataclasses.replace(
-        saved, cache=str(cache), **{n: getattr(cfg, n) for n in given & set(RESUMABLE_OVERRIDES)}
+        saved,
+        cache=cfg.cache if cfg.cache is not None else saved.cache,
+        **{n: getattr(cfg, n) for n in given & set(RESUMABLE_OVERRIDES)},
     )
 
 
@@ -276,7 +336,7 @@ class Session:
     cfg: PretrainConfig
     run_dir: Path
     device: torch.device
-    data: PretrainBatches
+    data: PretrainBatches | OnlineBatches
     model: HadStudentForPretraining
     optimizer: torch.optim.Optimizer
     start: int  # first step to train (0, or the resumed checkpoint's step)
@@ -372,16 +432,15 @@ def _setup(
             f"note: --resume: {run_dir} has no complete checkpoint yet (the run stopped before "
             f"its first save at step {min(cfg.save_every, cfg.steps)}); starting from step 0"
         )
-    data = PretrainBatches(
-        cfg.cache,
-        cfg.batch_size,
-        cfg.seed,
-        cfg.shuffle_chunks,
-        cfg.teacher_layer,
-        cfg.holdout_chunks,
-    )
+    data = open_batches(cfg, device)
     if resume and latest is not None:
         check_store_fits(run_dir, data.attrs)
+    if cfg.objective in losses.SOFT_OBJECTIVES and not data.attrs.has_predictions:
+        raise ConfigError(
+            f"--objective {cfg.objective} trains on the teacher's predictions, which "
+            f"{cfg.cache or 'an --online-teacher run'} does not hold; extract a store with "
+            "`had-cache extract --predictions 16`"
+        )
     model = build_model(cfg, data.attrs.hidden_size)
     if model.config.group_size * data.attrs.n_tokens != data.attrs.window_bp:
         raise ConfigError(
@@ -429,6 +488,27 @@ def _setup(
     return session
 
 
+def open_batches(cfg: PretrainConfig, device: torch.device) -> PretrainBatches | OnlineBatches:
+    """The run's batches: read from the store, or made by the teacher in memory."""
+    if cfg.online_teacher is not None:
+        return OnlineBatches(
+            online.extraction_config(cfg),
+            cfg.batch_size,
+            cfg.seed,
+            cfg.shuffle_chunks,
+            cfg.holdout_chunks,
+            device,
+        )
+    return PretrainBatches(
+        cfg.cache,
+        cfg.batch_size,
+        cfg.seed,
+        cfg.shuffle_chunks,
+        cfg.teacher_layer,
+        cfg.holdout_chunks,
+    )
+
+
 STORE_SHAPE = {
     "teacher width": lambda a: a["teacher"]["hidden_size"],
     "window size": lambda a: a["window_bp"],
@@ -467,9 +547,7 @@ def _write_run_files(s: Session) -> None:
     # A resumed run appends, so every command that shaped it is kept.
     prov = s.run_dir / PROVENANCE_FILE
     starts = json.loads(prov.read_text()) if prov.exists() else []
-    record = provenance(
-        seeds={"seed": s.cfg.seed}, inputs={"store_fingerprint": s.data.attrs.fingerprint()}
-    )
+    record = provenance(seeds={"seed": s.cfg.seed}, inputs=s.data.provenance_inputs())
     started = {"start_step": s.start, "world_size": s.world.world_size}
     atomic_write_text(prov, json.dumps([*starts, record | started], indent=2))
 
@@ -484,7 +562,7 @@ def describe(s: Session) -> str:
         f"student: {count_parameters(s.model.had):,} encoder parameters ({cfg.preset}: "
         f"{','.join(config.mixers)}); {backends} device={s.device} precision={cfg.precision} "
         f"ranks={s.world.world_size}; "
-        f"store {s.data.attrs.n_records:,} records, teacher layer {s.data.reader.layer} "
+        f"{s.data.describe()}, teacher layer {s.data.layer} "
         f"width {s.data.attrs.hidden_size}; objective {cfg.objective}; "
         f"steps {s.start}->{cfg.steps}"
     )
@@ -510,7 +588,11 @@ def train_step(s: Session, step: int, batch: Batch) -> StepResult:
                 s.micro_batch / cfg.batch_size
             )
             targets = s.model.reconstruction_targets(part.seq, part.group_mask)
-            recon = losses.reconstruction_loss(out.recon_logits, targets, "sum") / masked_bases
+            if cfg.objective in losses.SOFT_OBJECTIVES:
+                recon = losses.soft_reconstruction_loss(out.recon_logits, part.soft, targets, "sum")
+            else:
+                recon = losses.reconstruction_loss(out.recon_logits, targets, "sum")
+            recon = recon / masked_bases
             loss = losses.had_loss(align, recon, s.align_weight, s.recon_weight)
             (loss * s.world.world_size).backward()
         s.watch.observe(step + 1, loss, align, recon, part.record, part.teacher)
@@ -633,10 +715,8 @@ def train(s: Session, progress: bool = True) -> Path:
     logged = s.start
     try:
         s.train_model.train()
-        pinned = s.device.type == "cuda"
-        batches = prefetch(
-            s.data.iterate(s.start, cfg.workers, s.world.rank, s.world.world_size, pinned),
-            s.device,
+        batches = s.data.device_batches(
+            s.start, cfg.workers, s.world.rank, s.world.world_size, s.device
         )
         for step, batch in zip(range(s.start, cfg.steps), batches, strict=False):
             result = train_step(s, step, batch)
@@ -689,7 +769,7 @@ def train(s: Session, progress: bool = True) -> Path:
 @torch.no_grad()
 def held_out_metrics(
     model: HadStudentForPretraining,
-    data: PretrainBatches,
+    data: PretrainBatches | OnlineBatches,
     device: torch.device,
     batch_size: int,
     baseline: bool = True,
@@ -700,7 +780,7 @@ def held_out_metrics(
     well it reconstructs masked bases."""
     was_training = model.training
     model.eval()
-    cos_sum = mse_sum = correct = n_bases = n_tokens = 0.0
+    cos_sum = mse_sum = correct = teacher_correct = n_bases = n_tokens = 0.0
     width = data.attrs.hidden_size
     t_sum = torch.zeros(width, dtype=torch.float64)
     t_sq = torch.zeros(width, dtype=torch.float64)
@@ -717,25 +797,36 @@ def held_out_metrics(
         targets = model.reconstruction_targets(part.seq, part.group_mask)
         valid = targets != losses.IGNORE_INDEX
         correct += float((out.recon_logits.argmax(-1) == targets)[valid].sum())
+        if part.soft is not None:  # the teacher's own guess of each masked base
+            guess = part.soft.reshape(out.recon_logits.shape).argmax(-1)
+            teacher_correct += float((guess == targets)[valid].sum())
         n_bases += float(valid.sum())
     model.train(was_training)
     total_var = float((t_sq - t_sum**2 / n_tokens).sum())  # sum of squares around the mean
-    return {
-        "records": len(data.held_out),
-        "first_record": int(data.held_out[0]),
-        "teacher_layer": data.reader.layer,
-        "alignment_cosine": cos_sum / n_tokens,
-        "alignment_mse": mse_sum / n_tokens,
-        "alignment_r2": 1.0 - mse_sum * width / total_var,
-        "reconstruction_accuracy": correct / n_bases,
-    } | ({"context_baseline": context_baseline(data)} if baseline else {})
+    return (
+        {
+            "records": len(data.held_out),
+            "first_record": int(data.held_out[0]),
+            "teacher_layer": data.layer,
+            "alignment_cosine": cos_sum / n_tokens,
+            "alignment_mse": mse_sum / n_tokens,
+            "alignment_r2": 1.0 - mse_sum * width / total_var,
+            "reconstruction_accuracy": correct / n_bases,
+        }
+        | (
+            {"teacher_base_accuracy": teacher_correct / n_bases}
+            if data.attrs.has_predictions
+            else {}
+        )
+        | ({"context_baseline": context_baseline(data)} if baseline else {})
+    )
 
 
 CONTEXT_FIT_RECORDS = 20_000
 """Training records the context-count baseline is fitted on (whole chunks, spread evenly)."""
 
 
-def context_baseline(data: PretrainBatches) -> dict[str, Any]:
+def context_baseline(data: PretrainBatches | OnlineBatches) -> dict[str, Any]:
     """Masked-base accuracy of context-count models (k = 0..4 bases either side of a hidden
     group, `context_model.ContextCounts`) fitted on training records and scored on the
     held-out ones: the accuracy a student's reconstruction must beat to have learnt more than

@@ -3,6 +3,7 @@
 `export` agree on them.
 
     had-train pretrain --cache hg38.had.zarr   -> runs/hg38/
+    had-train pretrain --online-teacher T --fasta hg38.fa.gz -> runs/online-hg38/
     had-train eval                             -> the newest run under ./runs -> runs/hg38/eval-splice/
     had-train eval --checkpoint none           -> runs/baseline/eval-splice/
     had-train eval --tasks nt                  -> runs/hg38/bench-nt/
@@ -24,6 +25,14 @@ BASELINE_DIR = RUNS_DIR / "baseline"
 def default_run_dir(cache: Path) -> Path:
     """store.had.zarr -> runs/store"""
     return RUNS_DIR / Path(cache).name.removesuffix(".zarr").removesuffix(".had")
+
+
+def default_online_run_dir(fasta: str | Path) -> Path:
+    """--online-teacher with hg38.fa.gz -> runs/online-hg38 (`demo` -> runs/online-demo)"""
+    stem = Path(fasta).name
+    for suffix in (".gz", ".bgz", ".fa", ".fasta", ".fna"):
+        stem = stem.removesuffix(suffix)
+    return RUNS_DIR / f"online-{stem}"
 
 
 def default_ablation_dir(cache: Path) -> Path:

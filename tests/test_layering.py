@@ -62,3 +62,27 @@ def test_student_model_package_is_self_contained() -> None:
     for path, names in _imports("had_train/model").items():
         own = {n for n in names if n.split(".")[0] in {"had_cache", "had_train"}}
         assert own <= {"had_train.ops"}, (path, own)
+
+
+def _cache_modules(path: Path) -> set[str]:
+    """The had_cache modules a file imports, `from had_cache import teacher` included."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module == "had_cache":
+                found |= {f"had_cache.{alias.name}" for alias in node.names}
+            elif node.module.startswith("had_cache."):
+                found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("had_cache.")}
+    return found
+
+
+def test_pretraining_runs_a_teacher_only_in_its_online_module() -> None:
+    """A store run never holds a teacher: in had_train only --online-teacher's module
+    (online.py) and evaluation's teacher baselines load or gate one."""
+    may_load = {"online.py", "baselines.py", "suite.py", "teacher_classifier.py"}
+    for path in (ROOT / "had_train").rglob("*.py"):
+        if _cache_modules(path) & {"had_cache.teacher", "had_cache.gate"}:
+            assert path.name in may_load, path
+    assert "had_cache.teacher" in _cache_modules(ROOT / "had_train" / "online.py")

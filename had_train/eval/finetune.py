@@ -43,7 +43,7 @@ from had_train.checkpoint import (
 )
 from had_train.eval.metrics import classification_metrics, summarize
 from had_train.eval.report import plot_tsne, random_init_label
-from had_train.eval.tasks import LabelledSet, load_task
+from had_train.eval.tasks import LabelledSet, default_pooling, load_task
 from had_train.model import HadStudentConfig, HadStudentForSequenceClassification, parse_mixers
 from had_train.model.configuration_had import ALLOWED_POOLINGS
 from had_train.optim import optim_groups
@@ -93,8 +93,13 @@ class EvalConfig:
     mode: str = EVAL_MODES[0]
     attention_window: int | None = None
     mixers: str | None = None
-    pooling: str = "mean"
+    pooling: str | None = None
+    """None: the task's own (`tasks.default_pooling`: the centre base for splice, else mean)."""
     baselines: bool = True
+
+    def __post_init__(self) -> None:
+        if self.pooling is None:  # resolved once, so results.json records what ran
+            object.__setattr__(self, "pooling", default_pooling(self.task))
 
     def validate(self) -> None:
         """Reject options that cannot work, before any data is read or model built."""

@@ -162,6 +162,8 @@ class TaskSpec:
     source: str
     description: str
     variable_length: bool = False
+    pooling: str = "mean"
+    """The head's pooling unless --pooling is given (the paper's mean, or a built-in's own)."""
 
     @property
     def key(self) -> str:
@@ -371,6 +373,7 @@ BUILTIN_SPECS: tuple[TaskSpec, ...] = (
         n_test=None,
         source="UCI Molecular Biology (Splice-junction Gene Sequences), CC BY 4.0",
         description=BUILTIN_TASKS["splice"].description,
+        pooling=BUILTIN_TASKS["splice"].pooling,
     ),
     # The source ships a 7,797 / 200 train/test split (the CSV's `split` column keeps it, and
     # `--tasks had_train/eval/assets/janggu_oct4_mafk.csv` uses it); the built-in task pools all
@@ -386,6 +389,7 @@ BUILTIN_SPECS: tuple[TaskSpec, ...] = (
         n_test=None,
         source="janggu 0.10.2 (PyPI) resources/sample*.fa: Oct4 vs Mafk ChIP-seq peaks, GPL-3.0",
         description=BUILTIN_TASKS["oct4_mafk"].description,
+        pooling=BUILTIN_TASKS["oct4_mafk"].pooling,
     ),
 )
 

@@ -115,17 +115,24 @@ class SuiteConfig:
     device: str = AUTO
     tsne: bool = True
     preset: str = EvalConfig.preset
-    pooling: str = EvalConfig.pooling
+    pooling: str | None = None
+    """None: each task's own (TaskSpec.pooling: the centre base for splice, else mean)."""
+    models: tuple[str, ...] | None = None
+    """Score only these models (None: every one that applies), e.g. to share one random-init
+    and baseline run between several checkpoints."""
 
     def validate(self) -> None:
         self.eval_config(seed=0, epochs=1).validate()
+        unknown = sorted(set(self.models or ()) - set(MODELS))
+        if unknown or (self.models is not None and not self.models):
+            raise ConfigError(f"--models takes {', '.join(MODELS)}; got {', '.join(unknown)}")
         for name in ("replicates", "max_epochs", "patience"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
 
-    def eval_config(self, seed: int, epochs: int) -> EvalConfig:
-        """The per-run fine-tuning options (one replicate of one model)."""
+    def eval_config(self, seed: int, epochs: int, task: TaskSpec | None = None) -> EvalConfig:
+        """The per-run fine-tuning options (one replicate of one model of `task`)."""
         return EvalConfig(
             mode=self.mode,
             epochs=epochs,
@@ -139,7 +146,7 @@ class SuiteConfig:
             max_len=self.max_len,
             preset=self.preset,
             test_frac=self.test_frac,
-            pooling=self.pooling,
+            pooling=self.pooling or (task.pooling if task is not None else "mean"),
             tsne=False,
         )
 
@@ -148,7 +155,7 @@ class SuiteConfig:
         decisive = {
             k: v
             for k, v in asdict(self).items()
-            if k not in {"tasks", "data_dir", "device", "tsne"}
+            if k not in {"tasks", "data_dir", "device", "tsne", "models", "pooling"}
         }
         blob = json.dumps({**decisive, **extra}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -186,7 +193,15 @@ def suite_config_from_options(given: set[str], tsne: bool, **options: Any) -> Su
         tsne=tsne,
         preset=options["preset"],
         pooling=options["pooling"],
+        models=parse_models(options.get("models")),
     )
+
+
+def parse_models(text: str | None) -> tuple[str, ...] | None:
+    """`--models student,kmer` -> ("student", "kmer"); None = every model that applies."""
+    if text is None:
+        return None
+    return tuple(m.strip() for m in text.split(",") if m.strip())
 
 
 @dataclass(frozen=True)
@@ -364,7 +379,8 @@ class TaskRunner:
             chosen.append(TEACHER)
             if self.teacher_finetune:
                 chosen.append(TEACHER_FT)
-        return chosen + [KMER, ONEHOT]
+        chosen += [KMER, ONEHOT]
+        return [m for m in chosen if self.cfg.models is None or m in self.cfg.models]
 
     @property
     def max_epochs(self) -> int:
@@ -388,6 +404,7 @@ class TaskRunner:
             "task_sha256": self.task.data.fingerprint(),
             "protocol": asdict(self.task.protocol),
             "model": model,
+            "pooling": self.cfg.eval_config(0, 1, self.task.spec).pooling,
         }
         if model == STUDENT and self.checkpoint is not None:
             extra["checkpoint_weights_sha256"] = weights_sha256(self.checkpoint)
@@ -498,7 +515,7 @@ class TaskRunner:
 
     def finetune(self, model: str, rep: Replicate, bar: tqdm) -> dict[str, Any]:
         """Fine-tune one replicate with early stopping; score the best epoch on the test split."""
-        ecfg = self.cfg.eval_config(seed=rep.index, epochs=self.max_epochs)
+        ecfg = self.cfg.eval_config(seed=rep.index, epochs=self.max_epochs, task=self.task.spec)
         net = self.classifier(model, seed=rep.index, ecfg=ecfg)
         codes, lengths = self.inputs(model)
         rc_codes = self.rc_codes if model != TEACHER_FT else None  # RC tokens differ in length
@@ -540,7 +557,7 @@ class TaskRunner:
             return None
         if model == TEACHER:
             return self.teacher_features()
-        ecfg = self.cfg.eval_config(seed=0, epochs=1)
+        ecfg = self.cfg.eval_config(seed=0, epochs=1, task=self.task.spec)
         net = self.classifier(model, seed=0, ecfg=ecfg)
         _, feats = infer(
             net, self.codes, self.lengths, everything, self.cfg.batch_size, self.device,
@@ -631,7 +648,7 @@ def seconds_per_step(
     rng = np.random.default_rng(0)
     codes = rng.integers(0, 4, size=(cfg.batch_size, width)).astype(np.uint8)
     lengths = np.full(cfg.batch_size, width)
-    ecfg = cfg.eval_config(seed=0, epochs=1)
+    ecfg = cfg.eval_config(seed=0, epochs=1, task=task.spec)
     net = build_model(checkpoint, data, ecfg, seed=0).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-6)
     idx = np.arange(cfg.batch_size)

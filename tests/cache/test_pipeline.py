@@ -37,12 +37,12 @@ def test_the_plan_is_printed_before_the_teacher_loads(
     monkeypatch.setattr(teacher_mod, "load_teacher", no_weights)
     args = extract_args(small_fasta, tiny_teacher, tmp_path / "s.zarr")
     result = CliRunner().invoke(had_cache, [*args, "--stride", "60"])
-    assert result.exit_code == 2
-    lines = result.output.splitlines()
+    assert result.exit_code == 2, result.output
+    lines = result.stdout.splitlines()  # the plan, on stdout; the error alone on stderr
     assert lines[0].startswith("plan             8 windows of 120 bp (stride 60, strands forward)")
     assert "skipped 3 with N; --max-windows kept 8" in lines[1]  # 3 windows overlap the N run
     assert lines[2].strip() == "2 shard(s) of 4 records (2 chunk(s) of 2) per array"
-    assert lines[-1] == "error: stop before the weights"
+    assert result.stderr == "error: stop before the weights\n"
 
 
 @pytest.mark.parametrize("where", ["prefetch", "writer"])

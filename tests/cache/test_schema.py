@@ -144,5 +144,7 @@ def test_run_configs_carry_a_version(tmp_path: Path) -> None:
     path.write_text(json.dumps(legacy))  # written before versions and before --precision
     assert load_run_config(tmp_path) == cfg
     path.write_text(json.dumps(saved | {"config_version": "1.9"}))
-    with pytest.raises(RunError, match="run config version 1.9, this had reads 1.0 to 1.0"):
+    with pytest.raises(
+        RunError, match=f"run config version 1.9, this had reads 1.0 to {CONFIG_VERSION}"
+    ):
         load_run_config(tmp_path)

@@ -286,3 +286,20 @@ def test_linear_probe_reads_base_composition_from_frozen_features(tmp_path: Path
     results = evaluate(None, cfg, tmp_path / "out", progress=False)
     assert results["config"]["mode"] == "linear" and len(results["folds"]) == 3
     assert results["summary"]["accuracy"]["mean"] > 0.9
+
+
+def test_each_task_brings_its_own_pooling_unless_told() -> None:
+    """The built-in splice task is centred on its junction: its head reads the centre base;
+    other tasks (and CSVs) get the paper's mean pooling; --pooling always wins."""
+    from had_train.eval.registry import TASKS
+    from had_train.eval.suite import SuiteConfig
+
+    assert EvalConfig(task="splice").pooling == "center"
+    assert EvalConfig(task="oct4_mafk").pooling == "mean"
+    assert EvalConfig(task="my_task.csv").pooling == "mean"
+    assert EvalConfig(task="splice", pooling="attention").pooling == "attention"
+    suite = SuiteConfig()
+    assert suite.eval_config(0, 1, TASKS["splice"]).pooling == "center"
+    assert suite.eval_config(0, 1, TASKS["nt/H3K4me3"]).pooling == "mean"
+    told = SuiteConfig(pooling="mean")
+    assert told.eval_config(0, 1, TASKS["splice"]).pooling == "mean"

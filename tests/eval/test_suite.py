@@ -184,6 +184,13 @@ def test_suite_runs_every_model_on_the_same_splits_resumes_and_writes_the_table(
     with pytest.raises(ConfigError, match="written with other settings"):
         run_suite(tiny_run, SuiteConfig(**{**vars(cfg), "lr": 1e-3}), out, progress=False)
 
+    # --models picks models without changing what decides their numbers: the stored runs serve.
+    only = run_suite(tiny_run, SuiteConfig(**{**vars(cfg), "models": ("student",)}), out, False)
+    assert list(only["tasks"]["gc"]["models"]) == ["student"]
+    assert only["tasks"]["gc"]["models"]["student"] == task["models"]["student"]
+    with pytest.raises(ConfigError, match="--models takes"):
+        SuiteConfig(models=("students",)).validate()
+
 
 def test_the_table_puts_published_numbers_and_family_means_beside_ours() -> None:
     def task(mean: float) -> dict:

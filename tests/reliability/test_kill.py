@@ -111,7 +111,7 @@ MOMENTS = {
     # store creation: after the group, before all arrays and attributes exist
     "creating the store": (*ZARR_PUT, "'mask' in str(a[0])", 1, True),
     # mid-shard: the teacher on shard 1's first batch (shard 0 queued for, or at, the writer)
-    "mid-shard, in the teacher": ("had_cache.teacher", "Teacher.visible_features", "True", 3, True),
+    "mid-shard, in the teacher": ("had_cache.teacher", "Teacher.encode", "True", 3, True),
     # mid-shard: shard 1's features written, its other arrays and done marker not yet
     "mid-shard, writing": (*ZARR_PUT, "'teacher_layer_2/c/1' in str(a[0])", 1, False),
     # between shards: shard 0 done, shard 1 not written

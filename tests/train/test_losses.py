@@ -32,6 +32,7 @@ def test_objective_weights_and_the_combined_loss() -> None:
     assert losses.objective_weights("had", 0.5) == (0.5, 1.0)
     assert losses.objective_weights("mlm", 0.5) == (0.0, 1.0)
     assert losses.objective_weights("distill", 0.5) == (0.5, 0.0)
+    assert losses.objective_weights("had-soft", 0.5) == (0.5, 1.0)
     with pytest.raises(ValueError, match="had, mlm, distill"):
         losses.objective_weights("mae", 1.0)
     align, recon = torch.tensor(2.0), torch.tensor(3.0)
@@ -53,3 +54,31 @@ def test_a_non_finite_loss_stops_training_with_a_hint() -> None:
         losses.NonFiniteLossError, match="non-finite loss inf at step 3; lower --lr"
     ):
         losses.check_finite(torch.tensor(float("inf")), "at step 3")
+
+
+def test_soft_reconstruction_with_one_hot_targets_is_the_hard_loss() -> None:
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 12, 4, generator=gen)  # 2 masked groups of 6 bases per window
+    targets = torch.randint(0, 4, (2, 12), generator=gen)
+    targets[1, 5] = losses.IGNORE_INDEX
+    soft = torch.nn.functional.one_hot(targets.clamp(min=0), 4).float().reshape(2, 2, 6, 4)
+    hard = losses.reconstruction_loss(logits, targets)
+    assert losses.soft_reconstruction_loss(logits, soft, targets).item() == pytest.approx(
+        hard.item()
+    )
+    sums = [losses.soft_reconstruction_loss(logits, soft, targets, "sum")]
+    sums.append(losses.reconstruction_loss(logits, targets, "sum"))
+    assert sums[0].item() == pytest.approx(sums[1].item())
+
+
+def test_soft_reconstruction_is_smallest_at_the_teachers_distribution() -> None:
+    """Cross-entropy against a soft target p is minimised by predicting p itself."""
+    p = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    soft = p.expand(1, 1, 6, 4)
+    targets = torch.zeros(1, 6, dtype=torch.long)
+    at_p = losses.soft_reconstruction_loss(p.log().expand(1, 6, 4), soft, targets)
+    one_hot = losses.soft_reconstruction_loss(
+        torch.tensor([5.0, 0.0, 0.0, 0.0]).expand(1, 6, 4), soft, targets
+    )
+    entropy = -(p * p.log()).sum()
+    assert at_p.item() == pytest.approx(entropy.item(), rel=1e-5) and one_hot > at_p

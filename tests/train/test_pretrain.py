@@ -235,3 +235,32 @@ def test_resume_keeps_the_runs_options_and_takes_only_resumable_overrides(tmp_pa
         config_from_options(Path("new.zarr"), run, True, {"lr"}, **(options | {"lr": 1e-2}))
     fresh = config_from_options(Path("data/hg38.had.zarr"), None, False, set(), **options)
     assert fresh.out == "runs/hg38" and fresh.lr == 8e-3
+
+
+def test_had_soft_trains_on_the_teachers_predictions(
+    small_fasta: Path, tiny_teacher: Path, store: Path, tmp_path: Path
+) -> None:
+    """had-soft needs a store with predictions (one line otherwise), trains its decoder on them
+    and reports the teacher's own masked-base accuracy beside the student's."""
+    with pytest.raises(ConfigError, match="--predictions"):
+        pretrain(tiny_pretrain_config(store, tmp_path / "no", steps=2, objective="had-soft"))
+    soft_store = _extract(
+        small_fasta, tiny_teacher, tmp_path / "p.zarr", chunk_records=16, predictions=4
+    )
+    run = tmp_path / "soft"
+    cfg = tiny_pretrain_config(
+        soft_store, run, steps=4, save_every=4, holdout_chunks=1, objective="had-soft"
+    )
+    pretrain(cfg, progress=False)
+    rows = list(csv.DictReader((run / "losses.csv").open()))
+    # Soft targets of a random teacher are near uniform: the loss sits near ln 4, not the
+    # hard loss of a student that could learn the bases.
+    assert all(abs(float(r["recon"]) - np.log(4)) < 0.1 for r in rows)
+    report = json.loads((run / "held_out.json").read_text())
+    data = PretrainBatches(soft_store, batch_size=8, holdout_chunks=1)
+    batch = data.records(data.held_out)
+    truth = batch.seq.reshape(len(batch.seq), -1, 6)[batch.group_mask]  # [n * M, 6]
+    guess = batch.soft.float().reshape(-1, 6, 4).argmax(-1)
+    assert report["teacher_base_accuracy"] == pytest.approx(
+        float((guess == truth.long()).float().mean())
+    )

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Issue 18: does distillation help, fine-tuned, with every baseline? (docs/results.md, top)
+#
+#   bash recipes/science.sh                       # resumable: rerun to continue where it stopped
+#   PHASES="a b" bash recipes/science.sh          # only some phases
+#   python recipes/science_tables.py runs/science --plot docs/results_pretraining.png
+#
+# On this 2-core CPU the whole recipe is many hours (a pretraining run of 2,400 steps x 8
+# windows is ~2 h on one idle core; fine-tuning one model on splice ~10 min, on oct4_mafk ~1 h),
+# so it spans sessions: every job skips what is done and resumes what is not, and the phases
+# are ordered so that each one adds a finished comparison. With a GPU the same commands run
+# there (--device auto).
+#
+# The store: every N-free 1,020-bp window of the embedded chrX slice (9,313), the demo teacher's
+# final layer, and its predictions at the masked groups (--predictions 16: top-16 6-mers and
+# per-base marginals, for the had-soft arm). Pretraining (every arm): 2,400 steps x 8 windows,
+# AdamW lr 2e-3, the last 2 chunks (353 windows) held out and scored every 200 steps
+# (alignment, masked-base accuracy; the context-count baseline and the teacher's own guess at
+# the end). Fine-tuning: centre pooling on splice (mean on oct4_mafk, whose peaks are not
+# centred), up to 20 epochs, early stopping with patience 4, the best validation epoch tested,
+# 3 replicates (each its own stratified test split, shared by every model).
+#
+# a  store; pretrain had, mlm, distill, had-soft (seed 0); splice baselines on the same splits:
+#    the student from random init, the demo teacher probed and fine-tuned, k-mer LR, one-hot LR
+# b  splice: the seed-0 arms fine-tuned and linearly probed
+# c  dose-response: HAD (seed 0) from teachers of the demo teacher's shape and increasing
+#    strength (random weights; 300 training steps; the shipped demo teacher, 1,803 steps = a's
+#    had-s0), same windows and masks; HAD's gain over reconstruction only (teacher-free: mlm-s0)
+# d  the arms again with pretraining seed 1, fine-tuned and probed on splice
+# e  oct4_mafk: baselines and every finished arm, fine-tuned and probed
+# Two lanes run side by side, one thread each, at the lowest CPU priority.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-.venv/bin}
+OUT=${OUT:-runs/science}
+STEPS=${STEPS:-2400}
+ARMS=${ARMS:-"had mlm distill had-soft"}
+REPLICATES=${REPLICATES:-3}
+PHASES=${PHASES:-"a b c d e"}
+STORE=$OUT/chrX_demo_pred.had.zarr
+TEACHERS=$OUT/teachers
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+mkdir -p "$OUT/logs" "$TEACHERS"
+
+want() { [[ " $PHASES " == *" $1 "* ]]; }
+
+# Run each "name command" line of stdin, two at a time at nice 19, into $OUT/logs/<name>.log.
+lanes() {
+    while read -r name cmd; do
+        nice -n 19 bash -c "$cmd" < /dev/null > "$OUT/logs/$name.log" 2>&1 &
+        while [ "$(jobs -rp | wc -l)" -ge 2 ]; do sleep 10; done
+    done
+    wait
+}
+
+store() {  # teacher out: resumes an interrupted store; a complete one is only re-gated (seconds)
+    # --min-teacher-accuracy 0: the dose-response's random teacher is the point, not an accident.
+    "$BIN/had-cache" extract --fasta demo --teacher "$1" --layer -1 --predictions 16 \
+        --batch-size 32 --chunk-records 256 --min-teacher-accuracy 0 --out "$2" \
+        2> "$OUT/logs/$(basename "$2").log"
+}
+
+pretrain() {  # store run objective seed -> a job line, unless the run is finished
+    [ -f "$2/held_out.json" ] && return
+    local resume="" name=${2#"$OUT"/}
+    [ -d "$2" ] && resume="--resume"
+    echo "${name//\//-} $BIN/had-train pretrain --cache $1 --out $2 --objective $3 --seed $4 --steps $STEPS --batch-size 8 --lr 2e-3 \
+--holdout-chunks 2 --val-every 200 --save-every 200 --keep-last 2 $resume"
+}
+
+eval_common() {  # task mode
+    local pooling=center
+    [ "$1" = splice ] || pooling=mean
+    echo -n "--tasks $1 --replicates $REPLICATES --pooling $pooling --mode $2 --no-tsne"
+    [ "$2" = finetune ] && echo -n " --epochs 20 --patience 4"
+    echo
+}
+
+baselines() {  # task -> job lines: fine-tuned (random init, teacher probe + fine-tune, k-mer,
+    # one-hot) and linear (the random encoder's probe; the rest does not depend on the mode)
+    echo "$1-finetune-baselines $BIN/had-train eval --checkpoint none $(eval_common "$1" finetune) \
+--teacher demo --out $OUT/eval/$1-finetune/baselines"
+    echo "$1-linear-baselines $BIN/had-train eval --checkpoint none $(eval_common "$1" linear) \
+--models student --out $OUT/eval/$1-linear/baselines"
+}
+
+student_evals() {  # task run name -> job lines for a finished pretraining run, both modes
+    [ -f "$2/held_out.json" ] || return 0
+    for mode in finetune linear; do
+        echo "$1-$mode-$3 $BIN/had-train eval --checkpoint $2 $(eval_common "$1" "$mode") \
+--models student --out $OUT/eval/$1-$mode/$3"
+    done
+}
+
+if want a; then
+    store demo "$STORE"
+    {
+        for arm in $ARMS; do pretrain "$STORE" "$OUT/pretrain/$arm-s0" "$arm" 0; done
+        baselines splice
+    } | lanes
+fi
+if want b; then
+    for arm in $ARMS; do student_evals splice "$OUT/pretrain/$arm-s0" "$arm-s0"; done | lanes
+fi
+if want c; then
+    [ -f "$TEACHERS/random/model.safetensors" ] || "$BIN/python" -c \
+        "from had_cache import ntv2; ntv2.make_random_teacher('$TEACHERS/random', 'demo', seed=0)"
+    [ -f "$TEACHERS/steps300/model.safetensors" ] || nice -n 19 "$BIN/python" \
+        scripts/train_demo_teacher.py --max-steps 300 --out "$TEACHERS/steps300" \
+        --log "$TEACHERS/steps300.csv" > "$OUT/logs/teacher-steps300.log" 2>&1
+    for teacher in random steps300; do
+        store "$TEACHERS/$teacher" "$OUT/dose/$teacher.had.zarr"
+    done
+    for teacher in random steps300; do
+        pretrain "$OUT/dose/$teacher.had.zarr" "$OUT/dose/$teacher/had-s0" had 0
+    done | lanes
+    for teacher in random steps300; do
+        student_evals splice "$OUT/dose/$teacher/had-s0" "dose-$teacher"
+    done | grep finetune | lanes
+fi
+if want d; then
+    for arm in $ARMS; do pretrain "$STORE" "$OUT/pretrain/$arm-s1" "$arm" 1; done | lanes
+    for arm in $ARMS; do student_evals splice "$OUT/pretrain/$arm-s1" "$arm-s1"; done | lanes
+fi
+if want e; then
+    {
+        baselines oct4_mafk
+        for run in "$OUT"/pretrain/*-s*; do student_evals oct4_mafk "$run" "$(basename "$run")"; done
+    } | lanes
+fi
+"$BIN/python" recipes/science_tables.py "$OUT"

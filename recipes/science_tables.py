@@ -1,0 +1,238 @@
+"""Print docs/results.md's issue-18 tables, and draw the held-out curves, from what
+`recipes/science.sh` wrote so far (missing runs are shown as such, never guessed).
+
+python recipes/science_tables.py [runs/science] [--plot docs/results_pretraining.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+from pathlib import Path
+
+ARMS = ("had", "mlm", "distill", "had-soft")
+LABELS = {
+    "had": "HAD (align + recon)",
+    "mlm": "reconstruction only",
+    "distill": "alignment only",
+    "had-soft": "HAD, teacher's soft targets",
+}
+BASELINES = {
+    "student": "no pretraining (random init)",
+    "teacher-ft": "demo teacher, fine-tuned",
+    "teacher": "demo teacher, probe",
+    "kmer": "k-mer (3-6) LR",
+    "onehot": "positional one-hot LR",
+}
+
+
+def pm(values: list[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.4f} (n = 1)"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} (n = {len(values)})"
+
+
+def runs(root: Path) -> list[Path]:
+    return sorted((root / "pretrain").glob("*-s*"))
+
+
+def arm_seed(run: Path) -> tuple[str, int]:
+    arm, _, seed = run.name.rpartition("-s")
+    return arm, int(seed)
+
+
+def val_curve(run: Path) -> list[dict[str, float]]:
+    path = run / "val.csv"
+    if not path.exists():
+        return []
+    return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(path.open())]
+
+
+def pretraining_table(root: Path) -> None:
+    print(
+        "| arm | seed | steps | held-out masked-base accuracy | context-count baseline (best k) "
+        "| teacher's own | align R² | align cosine |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for run in runs(root):
+        arm, seed = arm_seed(run)
+        final = run / "held_out.json"
+        if final.exists():
+            h = json.loads(final.read_text())
+            ctx = h["context_baseline"]
+            steps = json.loads((run / "pretrain_config.json").read_text())["steps"]
+            print(
+                f"| {LABELS.get(arm, arm)} | {seed} | {steps} | {h['reconstruction_accuracy']:.4f} "
+                f"| {ctx['best_accuracy']:.4f} (k = {ctx['best_k']}) "
+                f"| {h.get('teacher_base_accuracy', float('nan')):.4f} "
+                f"| {h['alignment_r2']:.4f} | {h['alignment_cosine']:.4f} |"
+            )
+            continue
+        curve = val_curve(run)
+        if curve:
+            last = curve[-1]
+            print(
+                f"| {LABELS.get(arm, arm)} | {seed} | {int(last['step'])} (running) "
+                f"| {last['reconstruction_accuracy']:.4f} | | | {last['alignment_r2']:.4f} "
+                f"| {last['alignment_cosine']:.4f} |"
+            )
+        else:
+            print(f"| {LABELS.get(arm, arm)} | {seed} | not scored yet | | | | | |")
+
+
+def replicate_scores(results: Path, task: str, model: str, metric: str) -> list[float]:
+    if not results.exists():
+        return []
+    record = json.loads(results.read_text())
+    entry = record["tasks"].get(task, {}).get("models", {}).get(model)
+    return [r[metric] for r in entry["replicates"]] if entry else []
+
+
+def downstream_table(root: Path, task: str, mode: str) -> None:
+    folder = root / "eval" / f"{task}-{mode}"
+    print(f"\n{task}, {mode} (mean ± sample std over pretraining seeds x evaluation replicates)\n")
+    print("| model | accuracy | MCC |")
+    print("|---|---:|---:|")
+    for arm in ARMS:
+        acc, mcc = [], []
+        for run in (r for r in runs(root) if arm_seed(r)[0] == arm):
+            results = folder / run.name / "results.json"
+            acc += replicate_scores(results, task, "student", "accuracy")
+            mcc += replicate_scores(results, task, "student", "mcc")
+        print(f"| {LABELS[arm]} | {pm(acc)} | {pm(mcc)} |")
+    base = folder / "baselines" / "results.json"
+    for model, label in BASELINES.items():
+        acc = replicate_scores(base, task, model, "accuracy")
+        if acc or model == "student":
+            print(f"| {label} | {pm(acc)} | {pm(replicate_scores(base, task, model, 'mcc'))} |")
+
+
+def dose_rows(root: Path) -> list[dict]:
+    """One row per teacher: its strength and HAD's held-out and fine-tuned figures (seed 0)."""
+    rows = []
+    mlm = root / "pretrain" / "mlm-s0" / "held_out.json"
+    mlm_recon = json.loads(mlm.read_text())["reconstruction_accuracy"] if mlm.exists() else None
+    mlm_acc = replicate_scores(
+        root / "eval" / "splice-finetune" / "mlm-s0" / "results.json",
+        "splice",
+        "student",
+        "accuracy",
+    )
+    for teacher, store, run, evals in (
+        ("random weights", "dose/random.had.zarr", "dose/random/had-s0", "dose-random"),
+        ("300 steps", "dose/steps300.had.zarr", "dose/steps300/had-s0", "dose-steps300"),
+        ("demo (1,803 steps)", "chrX_demo_pred.had.zarr", "pretrain/had-s0", "had-s0"),
+    ):
+        attrs = root / store / "zarr.json"
+        if not attrs.exists():
+            continue
+        gate = json.loads(attrs.read_text())["attributes"]["had"].get("teacher_gate") or {}
+        held = root / run / "held_out.json"
+        h = json.loads(held.read_text()) if held.exists() else {}
+        acc = replicate_scores(
+            root / "eval" / "splice-finetune" / evals / "results.json",
+            "splice",
+            "student",
+            "accuracy",
+        )
+        rows.append(
+            {
+                "teacher": teacher,
+                "gate_accuracy": gate.get("accuracy"),
+                "teacher_base_accuracy": h.get("teacher_base_accuracy"),
+                "recon": h.get("reconstruction_accuracy"),
+                "recon_gain": h["reconstruction_accuracy"] - mlm_recon if h and mlm_recon else None,
+                "align_r2": h.get("alignment_r2"),
+                "splice": acc,
+                "splice_gain": statistics.mean(acc) - statistics.mean(mlm_acc)
+                if acc and mlm_acc
+                else None,
+            }
+        )
+    return rows
+
+
+def dose_table(root: Path) -> None:
+    print("\ndose-response: HAD (seed 0) by teacher strength; gains are over reconstruction only\n")
+    print(
+        "| teacher | masked-6-mer accuracy (gate) | its masked-base accuracy | HAD held-out "
+        "masked-base accuracy | gain over recon only | align R² | splice fine-tuned accuracy "
+        "| gain over recon only |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+
+    def f(x: float | None) -> str:
+        return "–" if x is None else f"{x:.4f}"
+
+    for r in dose_rows(root):
+        gain = "–" if r["recon_gain"] is None else f"{r['recon_gain']:+.4f}"
+        sgain = "–" if r["splice_gain"] is None else f"{r['splice_gain']:+.4f}"
+        print(
+            f"| {r['teacher']} | {f(r['gate_accuracy'])} | {f(r['teacher_base_accuracy'])} "
+            f"| {f(r['recon'])} | {gain} | {f(r['align_r2'])} | {pm(r['splice'])} | {sgain} |"
+        )
+
+
+def plot(root: Path, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    context = teacher = None
+    for run in runs(root):
+        curve = val_curve(run)
+        if not curve:
+            continue
+        arm, seed = arm_seed(run)
+        ax.plot(
+            [c["step"] for c in curve],
+            [c["reconstruction_accuracy"] for c in curve],
+            marker="o",
+            ms=3,
+            ls="-" if seed == 0 else "--",
+            label=f"{LABELS.get(arm, arm)}, seed {seed}",
+        )
+        final = run / "held_out.json"
+        if final.exists():
+            h = json.loads(final.read_text())
+            context = h["context_baseline"]["best_accuracy"]
+            teacher = h.get("teacher_base_accuracy", teacher)
+    if context is not None:
+        ax.axhline(context, color="k", ls=":", label="context-count baseline (best k)")
+    if teacher is not None:
+        ax.axhline(teacher, color="grey", ls="-.", label="the teacher's own guess")
+    ax.axhline(0.25, color="lightgrey", lw=0.8)
+    ax.set_xlabel("pretraining step (8 windows of 1,020 bp each)")
+    ax.set_ylabel("held-out masked-base accuracy")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"\nplot: {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("root", nargs="?", default="runs/science", type=Path)
+    parser.add_argument("--plot", type=Path, default=None)
+    args = parser.parse_args()
+    pretraining_table(args.root)
+    for task, mode in (
+        ("splice", "finetune"),
+        ("splice", "linear"),
+        ("oct4_mafk", "finetune"),
+        ("oct4_mafk", "linear"),
+    ):
+        downstream_table(args.root, task, mode)
+    dose_table(args.root)
+    if args.plot:
+        plot(args.root, args.plot)
+
+
+if __name__ == "__main__":
+    main()
