@@ -219,9 +219,8 @@ def recipe_options(*names: str) -> Callable[[F], F]:
 @main.command("pretrain")
 @click.option(
     "--cache",
-    type=click.Path(path_type=Path),
     default=None,
-    help="Store written by `had-cache extract` (required, here or in --config, unless --online-teacher is given).",
+    help="Store written by `had-cache extract`: a folder or an fsspec URL such as s3://bucket/hg38.had.zarr (required, here or in --config, unless --online-teacher is given).",
 )
 @click.option(
     "--config",
@@ -506,9 +505,7 @@ def eval_cmd(
 
 
 @main.command("ablate")
-@click.option(
-    "--cache", type=click.Path(path_type=Path), required=True, help="Store to pretrain on."
-)
+@click.option("--cache", required=True, help="Store to pretrain on (a folder or an fsspec URL).")
 @click.option(
     "--out",
     type=click.Path(path_type=Path),

@@ -213,6 +213,16 @@ def test_a_file_url_store_is_written_and_read_through_fsspec(
     assert CliRunner().invoke(had_cache, ["verify", url]).exit_code == 0
     again = CliRunner().invoke(had_cache, args)  # resumes: nothing left to write
     assert again.exit_code == 0 and "(0 written this run" in again.output
+    from had_train.cli import main as had_train
+
+    run = tmp_path / "run"
+    trained = CliRunner().invoke(
+        had_train,
+        ["pretrain", "--cache", url, "--out", str(run), "--preset", "tiny", "--steps", "1"]
+        + ["--batch-size", "2"],
+    )
+    assert trained.exit_code == 0, trained.output
+    assert json.loads((run / "pretrain_config.json").read_text())["cache"] == url
 
 
 def test_zarrs_memory_store_and_a_memory_url(

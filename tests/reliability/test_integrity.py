@@ -45,6 +45,9 @@ def _verify(store: Path, *args: str) -> object:
 
 
 def test_a_sound_store_verifies_without_the_teacher(store: Path) -> None:
+    # A shard equal to the fill value is written too (write_empty_chunks on every write).
+    assert not zarr.open_array(str(store / schema.CONTIG), mode="r")[:4].any()
+    assert _shard_file(store, schema.CONTIG, 0).is_file()
     result = _verify(store)
     assert result.exit_code == 0, result.output
     assert "crc32c checksums verified on" in result.output
