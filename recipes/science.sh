@@ -30,7 +30,15 @@
 # e  oct4_mafk: baselines and every finished arm, fine-tuned and probed
 # Two lanes run side by side, one thread each, at the lowest CPU priority.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# Run from a snapshot of this file: bash reads a script as it goes, so editing the recipe while
+# it runs (it runs for hours) would otherwise change what the running copy does next.
+if [ -z "${SCIENCE_ROOT:-}" ]; then
+    SCIENCE_ROOT=$(cd "$(dirname "$0")/.." && pwd)
+    snapshot=$(mktemp /tmp/science.XXXXXX.sh)
+    cp "$0" "$snapshot"
+    SCIENCE_ROOT=$SCIENCE_ROOT exec bash "$snapshot" "$@"
+fi
+cd "$SCIENCE_ROOT"
 BIN=${BIN:-.venv/bin}
 OUT=${OUT:-runs/science}
 STEPS=${STEPS:-2400}
@@ -44,17 +52,23 @@ mkdir -p "$OUT/logs" "$TEACHERS"
 
 want() { [[ " $PHASES " == *" $1 "* ]]; }
 
-# Run each "name command" line of stdin, two at a time at nice 19, into $OUT/logs/<name>.log.
+# Run each "name command" line of stdin at nice 19 into $OUT/logs/<name>.log, starting one only
+# while fewer than two had-train jobs run on this machine (a second copy of the recipe, or a run
+# left from an earlier one, counts too).
+busy() { pgrep -fc "^[^ ]*python[^ ]* [^ ]*had-train (pretrain|eval)" || true; }
 lanes() {
     while read -r name cmd; do
+        while [ "$(busy)" -ge 2 ]; do sleep 20; done
         nice -n 19 bash -c "$cmd" < /dev/null > "$OUT/logs/$name.log" 2>&1 &
-        while [ "$(jobs -rp | wc -l)" -ge 2 ]; do sleep 10; done
+        sleep 5
     done
     wait
+    while [ "$(busy)" -ge 1 ]; do sleep 20; done  # runs this copy did not start
 }
 
-store() {  # teacher out: resumes an interrupted store; a complete one is only re-gated (seconds)
+store() {  # teacher out: extract, or resume an interrupted extraction; a complete store stays
     # --min-teacher-accuracy 0: the dose-response's random teacher is the point, not an accident.
+    "$BIN/had-cache" inspect "$2" 2>/dev/null | grep -q "(complete" && return
     "$BIN/had-cache" extract --fasta demo --teacher "$1" --layer -1 --predictions 16 \
         --batch-size 32 --chunk-records 256 --min-teacher-accuracy 0 --out "$2" \
         2> "$OUT/logs/$(basename "$2").log"
@@ -64,7 +78,7 @@ pretrain() {  # store run objective seed -> a job line, unless the run is finish
     [ -f "$2/held_out.json" ] && return
     local resume="" name=${2#"$OUT"/}
     [ -d "$2" ] && resume="--resume"
-    echo "${name//\//-} $BIN/had-train pretrain --cache $1 --out $2 --objective $3 --seed $4 --steps $STEPS --batch-size 8 --lr 2e-3 \
+    echo "${name//\//-} [ -f $2/held_out.json ] || $BIN/had-train pretrain --cache $1 --out $2 --objective $3 --seed $4 --steps $STEPS --batch-size 8 --lr 2e-3 \
 --holdout-chunks 2 --val-every 200 --save-every 200 --keep-last 2 $resume"
 }
 
@@ -87,7 +101,7 @@ baselines() {  # task -> job lines: fine-tuned (random init, teacher probe + fin
 student_evals() {  # task run name -> job lines for a finished pretraining run, both modes
     [ -f "$2/held_out.json" ] || return 0
     for mode in finetune linear; do
-        echo "$1-$mode-$3 $BIN/had-train eval --checkpoint $2 $(eval_common "$1" "$mode") \
+        echo "$1-$mode-$3 [ -f $OUT/eval/$1-$mode/$3/results.json ] || $BIN/had-train eval --checkpoint $2 $(eval_common "$1" "$mode") \
 --models student --out $OUT/eval/$1-$mode/$3"
     done
 }
