@@ -7,18 +7,22 @@ read from the library (`ExtractConfig`, `verify`, `masking`), so it cannot drift
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
-from had_cache import teacher, verify, windows
+from had_cache import codecs, schema, teacher, verify, windows
 from had_cache.drift import DriftConfig, drift
 from had_cache.explain import explain_tokens
 from had_cache.extract import ExtractConfig, extract
+from had_cache.plan import make_plan
 from had_cache.reader import is_url
 from had_cache.writer import finalize_store
 from had_common.cli import CONTEXT_SETTINGS, device_option, exit_on_had_error
 
+F = TypeVar("F", bound=Callable[..., Any])
 _DEFAULTS = ExtractConfig(fasta=Path(), out=Path())
 
 
@@ -35,51 +39,191 @@ def main() -> None:
     """
 
 
+_RECIPE = [
+    click.option(
+        "--fasta",
+        required=True,
+        help="Genome FASTA (.fa, bgzip .fa.gz or plain-gzip .fa.gz, decompressed once to ~/.cache/had); `demo` = the embedded 9.5 Mb slice of human chrX (GRCh37). `plan` and --dry-run read only its index, and take a .fai file alone.",
+    ),
+    click.option(
+        "--teacher",
+        default=_d("teacher"),
+        show_default=True,
+        help="Hugging Face hub id or local folder of an NT-vocabulary masked LM; `demo` = the small embedded teacher.",
+    ),
+    click.option(
+        "--window-bp",
+        default=_d("window_bp"),
+        show_default=True,
+        help="Window length in bases; a multiple of 6 so every teacher token is a whole 6-mer (1,020 bp = 170 tokens, the ~1 kb windows of the paper's recipe).",
+    ),
+    click.option(
+        "--mask-ratio",
+        default=_d("mask_ratio"),
+        show_default=True,
+        help="Share of 6-mer groups masked per window (rounded half up; exactly the same count in every window).",
+    ),
+    click.option(
+        "--seed",
+        default=_d("seed"),
+        show_default=True,
+        help="Mask seed; the mask of record i depends only on (seed, i).",
+    ),
+    click.option(
+        "--layer",
+        type=int,
+        default=None,
+        help=f"Teacher hidden_states index to store: -1 = final layer after the final layer norm (the paper's choice), 0 = embeddings, negative counts from the end. [default: {','.join(map(str, teacher.DEFAULT_LAYERS))}]",
+    ),
+    click.option(
+        "--layers",
+        default=None,
+        help="Several layers to store, comma-separated (e.g. 10,20,-1), one features array each; training picks one with --teacher-layer.",
+    ),
+    click.option(
+        "--max-windows",
+        type=int,
+        default=None,
+        help="Keep this many windows, evenly spread over the genome. [default: all]",
+    ),
+    click.option(
+        "--contigs",
+        default=_d("contigs"),
+        show_default=True,
+        help="`primary` (chr1-22, X, Y when the FASTA has them, else all; no chrM, chrUn_*, *_random), `all`, or a comma-separated list.",
+    ),
+    click.option(
+        "--strands",
+        type=click.Choice(windows.STRAND_CHOICES),
+        default=_d("strands"),
+        show_default=True,
+        help="`both` also caches every window's reverse complement as its own record.",
+    ),
+    click.option(
+        "--stride",
+        type=int,
+        default=None,
+        help="Bases between the starts of consecutive windows; less than --window-bp makes them overlap. [default: --window-bp, no overlap]",
+    ),
+    click.option(
+        "--bed",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="BED file of regions (0-based, end exclusive): windows are tiled from each region's start and lie wholly inside it (overlapping regions are merged). [default: whole contigs]",
+    ),
+    click.option(
+        "--chunk-records",
+        type=int,
+        default=None,
+        help="Records per Zarr chunk, the unit a reader decodes at once. [default: ~16 MB of teacher features]",
+    ),
+    click.option(
+        "--shard-chunks",
+        type=int,
+        default=None,
+        help="Chunks per shard, the unit one process writes whole, marks done and resumes (one file per shard and array). [default: ~256 MB of teacher features]",
+    ),
+    click.option(
+        "--predictions",
+        type=int,
+        default=_d("predictions"),
+        show_default=True,
+        help="Also store the teacher's predictions at each masked group: its top K 6-mers with their probabilities and the exact per-base marginals (~K x 4 + 48 bytes per masked group), the soft targets of `had-train pretrain --objective had-soft`. 0 = off.",
+    ),
+    click.option(
+        "--revision", default=None, help="Hub revision (branch, tag or commit) of the teacher."
+    ),
+    click.option(
+        "--codec",
+        type=click.Choice(codecs.CODEC_NAMES),
+        default=_d("codec"),
+        show_default=True,
+        help="How teacher features are stored: fp16 (the reference, exact), int8 (a fixed Hadamard or seeded random rotation, then int8 with a float32 scale per token: half the bytes), pca-int8 (a PCA basis of --pca-dim directions fitted on a sample of windows before the run, then rotation and int8). Training decodes on the device; the store records the codec's measured round-trip error.",
+    ),
+    click.option(
+        "--pca-dim",
+        type=int,
+        default=None,
+        help="Directions kept by --codec pca-int8 (e.g. 256 of NTv2-500M's 1,024: ~37 kB per 1,020-bp record).",
+    ),
+    click.option(
+        "--stochastic-rounding",
+        is_flag=True,
+        help="int8 codecs: round up or down at random (seeded) so the stored value is an unbiased estimate of the feature (the expected MSE gradient is then exact).",
+    ),
+    click.option(
+        "--codec-sample",
+        type=int,
+        default=_d("codec_sample"),
+        show_default=True,
+        help="Windows (spread over the store) the teacher runs on before the first shard: PCA is fitted on 3 of every 4, the codec's round-trip error and explained variance measured on the 4th.",
+    ),
+    click.option(
+        "--records",
+        type=int,
+        default=None,
+        help="Replay store of N records: record i is a draw (window, offset 0..stride-1, strand if --strands both, group mask), a pure function of (--seed, i); draws of one window are consecutive records. [default: one record per window]",
+    ),
+    click.option(
+        "--records-per-window",
+        type=int,
+        default=None,
+        help="Replay store of K draws of every window (instead of --records N).",
+    ),
+    click.option(
+        "--teacher-input",
+        type=click.Choice(schema.TEACHER_INPUTS),
+        default=_d("teacher_input"),
+        show_default=True,
+        help="masked: the teacher reads each record's masked window (HAD). full: one pass on the unmasked window, every token's features stored, masks drawn at training time; its drift D from the masked teacher is measured and stored.",
+    ),
+    click.option(
+        "--drift-windows",
+        type=int,
+        default=_d("drift_windows"),
+        show_default=True,
+        help="--teacher-input full: windows on which D is measured (all if the store has fewer); 0 skips it.",
+    ),
+    click.option(
+        "--hidden-size",
+        type=int,
+        default=None,
+        help="Plan only: the teacher's width, where its config is not available here. [default: from the teacher's config]",
+    ),
+    click.option(
+        "--train-batch-size",
+        type=int,
+        default=_d("train_batch_size"),
+        show_default=True,
+        help="Plan only: records per training step, for the loader's bytes per step (the paper's 1,024).",
+    ),
+    click.option(
+        "--tokens-per-second",
+        type=float,
+        default=None,
+        help="Plan only: the teacher's measured throughput per GPU (tokens/s). [default: an estimate from the teacher's FLOPs per token, said as such]",
+    ),
+    click.option(
+        "--gpus",
+        default=_d("gpus"),
+        show_default=True,
+        help="Plan only: GPU counts to give the teacher's wall-clock hours for, comma-separated.",
+    ),
+]
+
+
+def _recipe_options(func: F) -> F:
+    """The options that define a store (shared by `extract` and `plan`)."""
+    for option in reversed(_RECIPE):
+        func = option(func)
+    return func
+
+
 @main.command("extract")
-@click.option(
-    "--fasta",
-    required=True,
-    help="Genome FASTA (.fa, bgzip .fa.gz or plain-gzip .fa.gz, decompressed once to ~/.cache/had); `demo` = the embedded 9.5 Mb slice of human chrX (GRCh37).",
-)
-@click.option(
-    "--teacher",
-    default=_d("teacher"),
-    show_default=True,
-    help="Hugging Face hub id or local folder of an NT-vocabulary masked LM; `demo` = the small embedded teacher.",
-)
 @click.option(
     "--out",
     default=None,
     help="Store to write or resume: a folder, or any fsspec URL (s3://bucket/hg38.had.zarr, gs://..., file:///...; the filesystem's package, e.g. s3fs, must be installed). [default: ./<fasta name>.had.zarr]",
-)
-@click.option(
-    "--window-bp",
-    default=_d("window_bp"),
-    show_default=True,
-    help="Window length in bases; a multiple of 6 so every teacher token is a whole 6-mer (1,020 bp = 170 tokens, the ~1 kb windows of the paper's recipe).",
-)
-@click.option(
-    "--mask-ratio",
-    default=_d("mask_ratio"),
-    show_default=True,
-    help="Share of 6-mer groups masked per window (rounded half up; exactly the same count in every window).",
-)
-@click.option(
-    "--seed",
-    default=_d("seed"),
-    show_default=True,
-    help="Mask seed; the mask of record i depends only on (seed, i).",
-)
-@click.option(
-    "--layer",
-    type=int,
-    default=None,
-    help=f"Teacher hidden_states index to store: -1 = final layer after the final layer norm (the paper's choice), 0 = embeddings, negative counts from the end. [default: {','.join(map(str, teacher.DEFAULT_LAYERS))}]",
-)
-@click.option(
-    "--layers",
-    default=None,
-    help="Several layers to store, comma-separated (e.g. 10,20,-1), one features array each; training picks one with --teacher-layer.",
 )
 @click.option(
     "--batch-size",
@@ -94,49 +238,6 @@ def main() -> None:
     default=_d("dtype"),
     show_default=True,
     help="Teacher precision: auto (bfloat16 on GPU, float32 on CPU). Stored features are float16.",
-)
-@click.option(
-    "--max-windows",
-    type=int,
-    default=None,
-    help="Keep this many windows, evenly spread over the genome. [default: all]",
-)
-@click.option(
-    "--contigs",
-    default=_d("contigs"),
-    show_default=True,
-    help="`primary` (chr1-22, X, Y when the FASTA has them, else all; no chrM, chrUn_*, *_random), `all`, or a comma-separated list.",
-)
-@click.option(
-    "--strands",
-    type=click.Choice(windows.STRAND_CHOICES),
-    default=_d("strands"),
-    show_default=True,
-    help="`both` also caches every window's reverse complement as its own record.",
-)
-@click.option(
-    "--stride",
-    type=int,
-    default=None,
-    help="Bases between the starts of consecutive windows; less than --window-bp makes them overlap. [default: --window-bp, no overlap]",
-)
-@click.option(
-    "--bed",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="BED file of regions (0-based, end exclusive): windows are tiled from each region's start and lie wholly inside it (overlapping regions are merged). [default: whole contigs]",
-)
-@click.option(
-    "--chunk-records",
-    type=int,
-    default=None,
-    help="Records per Zarr chunk, the unit a reader decodes at once. [default: ~16 MB of teacher features]",
-)
-@click.option(
-    "--shard-chunks",
-    type=int,
-    default=None,
-    help="Chunks per shard, the unit one process writes whole, marks done and resumes (one file per shard and array). [default: ~256 MB of teacher features]",
 )
 @click.option(
     "--shard",
@@ -156,16 +257,6 @@ def main() -> None:
     help="Whole shards that may wait for the background writer (bounds host memory: each is one shard of every array).",
 )
 @click.option(
-    "--predictions",
-    type=int,
-    default=_d("predictions"),
-    show_default=True,
-    help="Also store the teacher's predictions at each masked group: its top K 6-mers with their probabilities and the exact per-base marginals (~K x 4 + 48 bytes per masked group), the soft targets of `had-train pretrain --objective had-soft`. 0 = off.",
-)
-@click.option(
-    "--revision", default=None, help="Hub revision (branch, tag or commit) of the teacher."
-)
-@click.option(
     "--trust-remote-code/--no-trust-remote-code",
     default=_d("trust_remote_code"),
     show_default=True,
@@ -183,6 +274,19 @@ def main() -> None:
     is_flag=True,
     help="Replace an existing store at --out instead of resuming it (only a had-cache store is ever deleted).",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the plan (`had-cache plan`: windows, records, tokens, bytes, GPU-hours, from the FASTA's index alone) and stop.",
+)
+@click.option(
+    "--no-space-check",
+    "space_check",
+    flag_value=False,
+    default=True,
+    help="Start even when the disk under a local --out has less free space than the store's estimated size.",
+)
+@_recipe_options
 @exit_on_had_error
 def extract_cmd(**options: object) -> None:
     """Tile a genome into windows, mask 6-mer groups, run the teacher, write a Zarr store.
@@ -192,8 +296,23 @@ def extract_cmd(**options: object) -> None:
     `torchrun --nproc-per-node G -m had_cache extract ...`, `srun`, or as R processes with
     `--shard r/R`: each takes its own shards of the one store.
     """
-    summary = extract(ExtractConfig.from_options(**options))  # type: ignore[arg-type]
-    click.echo("\n".join(summary.lines()))
+    cfg = ExtractConfig.from_options(**options)  # type: ignore[arg-type]
+    if cfg.dry_run:
+        click.echo("\n".join(make_plan(cfg).lines()))
+        return
+    click.echo("\n".join(extract(cfg).lines()))
+
+
+@main.command("plan")
+@_recipe_options
+@exit_on_had_error
+def plan_cmd(**options: object) -> None:
+    """What `extract` with these options will cost, in seconds and before anything runs:
+    windows, records, teacher tokens, bytes on disk, the loader's bytes per training step and
+    the teacher's GPU-hours. Reads only the FASTA's index (--fasta may name the .fai itself)
+    and --bed; the teacher's config, not its weights (or --hidden-size)."""
+    cfg = ExtractConfig.from_options(**options)  # type: ignore[arg-type]
+    click.echo("\n".join(make_plan(cfg).lines()))
 
 
 @main.command("finalize")

@@ -81,6 +81,21 @@ class Field:
         return self.dtype.itemsize * math.prod(self.shape)
 
 
+def field_specs(name: str, hidden_size: int, pca_dim: int | None = None) -> dict[str, Field]:
+    """The per-record arrays codec `name` stores for a teacher of width `hidden_size`: known
+    from the options alone, before any PCA is fitted (what a store preallocates and what
+    `had-cache plan` counts)."""
+    if name not in CODECS:
+        raise CodecError(f"--codec must be one of {', '.join(CODEC_NAMES)}, got {name!r}")
+    if name == "fp16":
+        return {VALUES: Field(np.dtype(np.float16), (hidden_size,))}
+    width = hidden_size if name == "int8" else pca_dim
+    if width is None:
+        raise CodecError("--codec pca-int8 needs --pca-dim R")
+    _check_pca_dim(width, hidden_size)
+    return {VALUES: Field(np.dtype(np.int8), (width,)), SCALE: Field(np.dtype(np.float32), ())}
+
+
 class FeatureCodec(ABC):
     """Encode float features [..., D] into the arrays a store holds; decode them back."""
 
@@ -162,7 +177,7 @@ class Fp16Codec(FeatureCodec):
     name = "fp16"
 
     def fields(self) -> dict[str, Field]:
-        return {VALUES: Field(np.dtype(np.float16), (self.hidden_size,))}
+        return field_specs(self.name, self.hidden_size)
 
     def encode(
         self, features: np.ndarray, rng: np.random.Generator | None = None
@@ -243,10 +258,7 @@ class Int8Codec(FeatureCodec):
         return self.hidden_size
 
     def fields(self) -> dict[str, Field]:
-        return {
-            VALUES: Field(np.dtype(np.int8), (self.coded_width,)),
-            SCALE: Field(np.dtype(np.float32), ()),
-        }
+        return field_specs(self.name, self.hidden_size, self.coded_width)
 
     def _project(self, features: np.ndarray) -> np.ndarray:
         return features @ self.rotation

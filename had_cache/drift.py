@@ -39,8 +39,9 @@ from had_cache.extract import ExtractConfig
 from had_common import device as device_rule
 from had_common.errors import ConfigError
 
-DEFAULT_WINDOWS = 1000
-"""Windows drawn by default: enough for an interval of a few percent of D on real DNA."""
+DEFAULT_WINDOWS = ExtractConfig.drift_windows
+"""Windows drawn by default (as a full-teacher extraction measures it): enough for an interval
+of a few percent of D on real DNA."""
 CONFIDENCE = 0.95
 Z_95 = 1.959963984540054
 """The standard normal's 97.5% quantile: the half-width of a 95% interval in standard errors."""

@@ -17,17 +17,20 @@ command resumes.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import re
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 import had_cache
-from had_cache import dna, gate, masking, predictions, schema, windows
+from had_cache import codecs, dna, gate, masking, predictions, schema, tokenize, windows
 from had_cache import teacher as teacher_mod
 from had_cache.pipeline import BackgroundWriter, Batch, Prefetcher, ShardBuffer
 from had_cache.reader import Location, StoreLike, is_url, read_attrs
@@ -44,6 +47,7 @@ from had_common import distributed
 from had_common.checksums import file_sha256
 from had_common.distributed import World
 from had_common.errors import ConfigError
+from had_common.files import DiskFullError
 from had_common.provenance import provenance
 
 FEATURES_TORCH_DTYPE = getattr(torch, schema.TEACHER_DTYPE.name)
@@ -87,6 +91,31 @@ class ExtractConfig:
     min_teacher_accuracy: float = gate.DEFAULT_MIN_ACCURACY
     overwrite: bool = False
     progress: bool = True
+    codec: str = "fp16"
+    pca_dim: int | None = None
+    stochastic_rounding: bool = False
+    codec_sample: int = 256
+    records: int | None = None
+    records_per_window: int | None = None
+    teacher_input: str = schema.TEACHER_INPUTS[0]
+    drift_windows: int = 1000
+    space_check: bool = True
+    dry_run: bool = False
+    train_batch_size: int = 1024
+    tokens_per_second: float | None = None
+    gpus: str = "1,8,64"
+    hidden_size: int | None = None
+
+    @property
+    def replay(self) -> bool:
+        """True if the store holds replay records (draws of loci) rather than the tiling."""
+        return self.records is not None or (self.records_per_window or 1) > 1
+
+    @property
+    def max_offset(self) -> int:
+        """Replay draws shift a locus's window by 0..stride - 1 bases (the tiling's gap, so the
+        draws cover the genome evenly); the tiling itself is never shifted."""
+        return (self.stride or self.window_bp) - 1 if self.replay else 0
 
     @classmethod
     def from_options(
@@ -224,20 +253,12 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
         _check_window_fits(cfg, n_tokens, teacher_mod.max_tokens(config))
         info = teacher_mod.teacher_info(cfg.teacher, config, dtype, cfg.layers, cfg.revision)
     fasta = windows.open_fasta(cfg.fasta)  # builds the .fai once, before any thread reads
-    table = windows.plan_windows(
-        fasta,
-        cfg.window_bp,
-        cfg.contigs,
-        cfg.strands,
-        cfg.max_windows,
-        cfg.progress,
-        stride=cfg.stride,
-        bed=cfg.bed,
-    )
+    table = plan_table(fasta, cfg)
     fasta_sha256 = file_sha256(Path(cfg.fasta))
     if config is not None:
         planned = store_attrs(cfg, table, info, None, n_tokens, n_masked, fasta_sha256)
         _check_resumable(cfg, where, planned)
+        check_space(cfg, where, planned)
     out_existed = where.local is None or where.local.exists()
     lock = lock_store(where, cfg.overwrite, world)  # a second writer is refused before the weights
     if config is not None and cfg.progress:
@@ -245,14 +266,25 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
     try:
         # The expensive part: weights, gate, then the store.
         teacher, report = _gated_teacher(cfg, n_tokens, device, dtype)
+        if config is None:
+            check_space(
+                cfg,
+                where,
+                store_attrs(cfg, table, teacher.info, None, n_tokens, n_masked, fasta_sha256),
+            )
     except BaseException:
         lock.release()
         if not out_existed and store_state(where) == "absent":
             shutil.rmtree(where.local, ignore_errors=True)  # only the folder made for the lock
         raise
     attrs = store_attrs(cfg, table, teacher.info, report, n_tokens, n_masked, fasta_sha256)
-    with StoreWriter.open_or_create(where, attrs, table, cfg.overwrite, lock, world) as writer:
+    prepare = functools.partial(prepare_store, cfg, table, teacher)
+    with StoreWriter.open_or_create(
+        where, attrs, table, cfg.overwrite, lock, world, prepare
+    ) as writer:
         attrs = writer.attrs  # the store's own (a resumed store keeps its attributes)
+        if cfg.progress:
+            tqdm.write("\n".join(codec_lines(attrs)))
         pending = writer.pending_shards()
         n_pending = sum(len(range(attrs.n_records)[attrs.shard_slice(s)]) for s in pending)
         # Closed on any error too, so the one-line error starts a line of its own.
@@ -318,9 +350,12 @@ def extract_shards(
 
         in_flight: Landing | None = None
         for batch in prefetch.batches(spans, depth=max(2, 2 * cfg.workers)):
-            features, preds = teacher.encode(
-                batch.seq, batch.mask, attrs.prediction_top_k, token_ids=batch.token_ids
-            )
+            if attrs.full_teacher:  # one unmasked pass, every token kept
+                features, preds = teacher.features(batch.token_ids), None
+            else:
+                features, preds = teacher.encode(
+                    batch.seq, batch.mask, attrs.prediction_top_k, token_ids=batch.token_ids
+                )
             out = {layer: v.to(FEATURES_TORCH_DTYPE) for layer, v in features.items()}
             if in_flight is not None:
                 land(*in_flight)
@@ -344,7 +379,199 @@ def _check_options(cfg: ExtractConfig) -> tuple[int, int]:
     n_tokens = dna.groups_per_window(cfg.window_bp)
     if not 0.0 < cfg.mask_ratio < 1.0:
         raise ConfigError(f"--mask-ratio must be between 0 and 1, got {cfg.mask_ratio}")
+    check_recipe(cfg)
     return n_tokens, masking.n_masked(n_tokens, cfg.mask_ratio)
+
+
+def check_recipe(cfg: ExtractConfig) -> None:
+    """The codec, replay and teacher-input options agree with each other (before anything
+    is read): one-line ConfigErrors."""
+    if cfg.codec not in codecs.CODEC_NAMES:
+        raise ConfigError(
+            f"--codec must be one of {', '.join(codecs.CODEC_NAMES)}, got {cfg.codec!r}"
+        )
+    if (cfg.codec == "pca-int8") != (cfg.pca_dim is not None):
+        raise ConfigError(
+            "--codec pca-int8 needs --pca-dim R"
+            if cfg.pca_dim is None
+            else f"--pca-dim applies to --codec pca-int8, not {cfg.codec}"
+        )
+    if cfg.pca_dim is not None and cfg.pca_dim <= 0:
+        raise ConfigError(f"--pca-dim must be positive, got {cfg.pca_dim}")
+    if cfg.stochastic_rounding and cfg.codec == "fp16":
+        raise ConfigError("--stochastic-rounding applies to --codec int8 or pca-int8, not fp16")
+    if cfg.codec_sample <= 0:
+        raise ConfigError(f"--codec-sample must be positive, got {cfg.codec_sample}")
+    if cfg.records is not None and cfg.records_per_window is not None:
+        raise ConfigError("pass --records N or --records-per-window K, not both")
+    for name in ("records", "records_per_window", "train_batch_size"):
+        value = getattr(cfg, name)
+        if value is not None and value <= 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if cfg.tokens_per_second is not None and cfg.tokens_per_second <= 0:
+        raise ConfigError(f"--tokens-per-second must be positive, got {cfg.tokens_per_second}")
+    if cfg.teacher_input not in schema.TEACHER_INPUTS:
+        raise ConfigError(
+            f"--teacher-input must be one of {', '.join(schema.TEACHER_INPUTS)}, "
+            f"got {cfg.teacher_input!r}"
+        )
+    if cfg.teacher_input == "full" and cfg.predictions:
+        raise ConfigError(
+            "--predictions needs the masked teacher (its guesses at the masked groups); "
+            "pass --predictions 0 with --teacher-input full"
+        )
+    if cfg.drift_windows == 1 or cfg.drift_windows < 0:
+        raise ConfigError(f"--drift-windows takes 0 (skip) or 2 or more, got {cfg.drift_windows}")
+
+
+def plan_table(fasta: object, cfg: ExtractConfig) -> windows.WindowTable:
+    """The records to extract: the tiling of the FASTA, or (replay) draws from its loci, each
+    locus clean over its window and the largest offset after it."""
+    loci = windows.plan_windows(
+        fasta,
+        cfg.window_bp,
+        cfg.contigs,
+        "forward" if cfg.replay else cfg.strands,
+        cfg.max_windows,
+        cfg.progress,
+        stride=cfg.stride,
+        bed=cfg.bed,
+        extra_bp=cfg.max_offset,
+    )
+    if not cfg.replay:
+        return loci
+    n = cfg.records if cfg.records is not None else len(loci) * (cfg.records_per_window or 1)
+    return windows.replay_table(loci, n, cfg.seed, cfg.max_offset, cfg.strands == "both")
+
+
+def check_space(cfg: ExtractConfig, where: Location, attrs: schema.StoreAttrs) -> None:
+    """Refuse to start when the disk under a local --out has less free space than the store
+    still needs (`had_cache.plan`'s estimate, less what a resumed store already holds)."""
+    from had_cache.plan import disk_free, estimate_bytes
+
+    if not cfg.space_check or where.local is None:
+        return
+    held = where.nbytes() if where.local.exists() else 0
+    needed = max(0, estimate_bytes(attrs).total - held)
+    free = disk_free(where.local)
+    if free < needed:
+        raise DiskFullError(
+            f"--out {where}: the store needs about {needed / 1e9:,.2f} GB more "
+            f"(`had-cache extract --dry-run` shows the estimate) but only {free / 1e9:,.2f} GB "
+            "are free there; free space, choose another --out, or pass --no-space-check"
+        )
+
+
+def sample_records(n_records: int, limit: int) -> np.ndarray:
+    """`limit` records spread evenly over the store (all of them if fewer)."""
+    return np.unique(np.linspace(0, n_records - 1, min(limit, n_records)).round().astype(np.int64))
+
+
+def _sample_features(
+    cfg: ExtractConfig,
+    table: windows.WindowTable,
+    teacher: teacher_mod.Teacher,
+    attrs: schema.StoreAttrs,
+    records: np.ndarray,
+) -> dict[int, np.ndarray]:
+    """The features the store will hold for `records` (float32, as the teacher gave them)."""
+    fasta = windows.open_fasta(cfg.fasta)
+    seq = windows.read_windows(fasta, table, records, attrs.window_bp)
+    mask = masking.group_masks(attrs.mask_seed, records, attrs.n_tokens, attrs.mask_ratio)
+    parts: dict[int, list[np.ndarray]] = {layer: [] for layer in attrs.teacher.layers}
+    for lo in range(0, len(records), cfg.batch_size):
+        s, m = seq[lo : lo + cfg.batch_size], mask[lo : lo + cfg.batch_size]
+        out = (
+            teacher.features(tokenize.kmer_ids(s))
+            if attrs.full_teacher
+            else teacher.visible_features(s, m)
+        )
+        for layer, values in out.items():
+            parts[layer].append(values.float().cpu().numpy())
+    return {layer: np.concatenate(p) for layer, p in parts.items()}
+
+
+def prepare_store(
+    cfg: ExtractConfig,
+    table: windows.WindowTable,
+    teacher: teacher_mod.Teacher,
+    attrs: schema.StoreAttrs,
+) -> tuple[schema.StoreAttrs, dict[str, np.ndarray]]:
+    """What a new store records before its first shard (`StoreWriter.open_or_create` calls
+    it once per store, under the setup lock in a sharded run, so every rank reads one fit):
+    each layer's codec, fitted (PCA) on 3 of every 4 of `--codec-sample` windows spread over
+    the store and measured (round-trip error, explained variance) on the 4th; for a
+    full-teacher store, the drift D on `--drift-windows` windows."""
+    records = sample_records(attrs.n_records, cfg.codec_sample)
+    feats = _sample_features(cfg, table, teacher, attrs, records)
+    held = np.arange(len(records)) % 4 == 3
+    if not held.any():
+        held[-1] = True
+    fit: dict[str, object] = {}
+    params: dict[str, np.ndarray] = {}
+    for layer, values in feats.items():
+        fitting = values[~held] if (~held).any() else values
+        codec = codecs.make_codec(
+            cfg.codec,
+            attrs.hidden_size,
+            cfg.pca_dim,
+            sample=fitting.reshape(-1, attrs.hidden_size) if cfg.codec == "pca-int8" else None,
+            seed=cfg.seed,
+            stochastic=cfg.stochastic_rounding,
+        )
+        measured = values[held].reshape(-1, attrs.hidden_size)
+        report = codecs.measure(codec, measured, attrs.feature_tokens)
+        fit[str(layer)] = {"codec": codec.to_json(), "report": report.to_json()}
+        params |= {
+            schema.codec_parameter_array(layer, name): array
+            for name, array in codec.parameter_arrays().items()
+        }
+    drift = None
+    if attrs.full_teacher and cfg.drift_windows:
+        drift = measure_store_drift(cfg, table, teacher, attrs)
+    return dataclasses.replace(attrs, codec_fit=fit, drift=drift), params
+
+
+def measure_store_drift(
+    cfg: ExtractConfig,
+    table: windows.WindowTable,
+    teacher: teacher_mod.Teacher,
+    attrs: schema.StoreAttrs,
+) -> dict[str, object]:
+    """D (`had_cache.drift`) of the deepest stored layer on `--drift-windows` records spread
+    over the store (all of them if fewer), each with the store's mask of that record."""
+    from had_cache.drift import measure_drift, teacher_features
+
+    records = sample_records(attrs.n_records, cfg.drift_windows)
+    if len(records) < 2:
+        raise ConfigError("drift needs at least 2 records; pass --drift-windows 0 to skip it")
+    seq = windows.read_windows(windows.open_fasta(cfg.fasta), table, records, attrs.window_bp)
+    mask = masking.group_masks(attrs.mask_seed, records, attrs.n_tokens, attrs.mask_ratio)
+    layer = attrs.teacher.default_layer
+    if cfg.progress:
+        tqdm.write(f"measuring the unmasked-teacher drift D on {len(records):,} windows")
+    report = measure_drift(teacher_features(teacher, layer), seq, mask, cfg.batch_size)
+    return report.to_json() | {
+        "teacher": attrs.teacher.name_or_path,
+        "layer": layer,
+        "window_bp": attrs.window_bp,
+        "mask_ratio": attrs.mask_ratio,
+        "seed": attrs.mask_seed,
+    }
+
+
+def codec_lines(attrs: schema.StoreAttrs) -> list[str]:
+    """The store's codec and what it costs, and (full-teacher stores) its drift D."""
+    lines = []
+    for layer, fit in sorted(attrs.codec_fit.items()):
+        lines.append(
+            f"codec            layer {layer}: {codecs.CodecReport(**fit['report']).summary()}"
+        )
+    if attrs.drift:
+        from had_cache.drift import DriftReport
+
+        lines.append(f"drift            {DriftReport.from_json(attrs.drift).summary()}")
+    return lines
 
 
 def _check_window_fits(cfg: ExtractConfig, n_tokens: int, max_tokens: int) -> None:
@@ -390,11 +617,16 @@ def store_attrs(
     n_tokens: int,
     n_masked: int,
     fasta_sha256: str,
+    fasta: schema.FastaInfo | None = None,
 ) -> schema.StoreAttrs:
     """The attributes of the store these options describe (compared on resume); new stores
-    carry checksums."""
+    carry checksums. `table` needs only its length, contigs and skip counts (`had-cache plan`
+    passes counts); `fasta` replaces reading the FASTA's size."""
+    feature_tokens = n_tokens if cfg.teacher_input == "full" else n_tokens - n_masked
+    fields = codecs.field_specs(cfg.codec, info.hidden_size, cfg.pca_dim)
+    record_bytes = feature_tokens * sum(f.bytes_per_row for f in fields.values())
     chunk_records = cfg.chunk_records or schema.default_chunk_records(
-        n_tokens - n_masked, info.hidden_size
+        feature_tokens, info.hidden_size, record_bytes=record_bytes
     )
     windowing: dict[str, object] = {}
     if cfg.stride is not None and cfg.stride != cfg.window_bp:
@@ -411,9 +643,7 @@ def store_attrs(
         n_records=len(table),
         chunk_records=chunk_records,
         shard_chunks=cfg.shard_chunks
-        or schema.default_shard_chunks(
-            chunk_records, n_tokens - n_masked, info.hidden_size, len(table)
-        ),
+        or schema.default_shard_chunks(chunk_records, feature_tokens, info.hidden_size, len(table)),
         windowing=windowing,
         contigs=table.contigs,
         strands=cfg.strands,
@@ -422,12 +652,16 @@ def store_attrs(
         prediction_top_k=cfg.predictions,
         max_windows=cfg.max_windows,
         teacher=info,
-        fasta=schema.FastaInfo(
+        fasta=fasta
+        or schema.FastaInfo(
             path=str(Path(cfg.fasta).resolve()),
             size=Path(cfg.fasta).stat().st_size,
             sha256=fasta_sha256,
         ),
         had_version=had_cache.__version__,
+        codec=codec_options(cfg),
+        replay=replay_options(cfg, table),
+        teacher_input=cfg.teacher_input,
         teacher_gate=report.to_json() if report else None,
         checksum=schema.CHECKSUM,
         provenance=provenance(
@@ -438,3 +672,30 @@ def store_attrs(
             },
         ),
     )
+
+
+def codec_options(cfg: ExtractConfig) -> dict[str, object]:
+    """The codec's defining options as the store records them (empty for fp16, so stores of
+    schema 3.0 and before keep their fingerprints)."""
+    if cfg.codec == "fp16":
+        return {}
+    out: dict[str, object] = {
+        "name": cfg.codec,
+        "stochastic_rounding": cfg.stochastic_rounding,
+        "seed": cfg.seed,
+        "sample_windows": cfg.codec_sample,
+    }
+    return out | ({"pca_dim": cfg.pca_dim} if cfg.pca_dim is not None else {})
+
+
+def replay_options(cfg: ExtractConfig, table: object) -> dict[str, object]:
+    """A replay store's draw parameters (empty for the tiling)."""
+    if not cfg.replay:
+        return {}
+    return {
+        "records": len(table),  # type: ignore[arg-type]
+        "loci": int(getattr(table, "n_loci", 0) or 0),
+        "records_per_window": cfg.records_per_window,
+        "max_offset": cfg.max_offset,
+        "strand_draws": cfg.strands == "both",
+    }

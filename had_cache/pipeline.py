@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from had_cache import masking, predictions, schema, windows
+from had_cache import masking, predictions, schema, tokenize, windows
 from had_cache.teacher import teacher_input
 from had_cache.writer import StoreWriter
 
@@ -38,7 +38,7 @@ class Batch:
     hi: int
     seq: np.ndarray  # uint8 [B, W]
     mask: np.ndarray  # bool [B, T]
-    token_ids: np.ndarray  # int64 [B, T], masked groups -> <mask>
+    token_ids: np.ndarray  # int64 [B, T], masked groups -> <mask> (unmasked: a full-teacher store)
 
 
 class Prefetcher:
@@ -62,7 +62,8 @@ class Prefetcher:
         a = self.attrs
         seq = windows.read_windows(self._handle(), self.table, range(lo, hi), a.window_bp)
         mask = masking.group_masks(a.mask_seed, np.arange(lo, hi), a.n_tokens, a.mask_ratio)
-        return Batch(lo, hi, seq, mask, teacher_input(seq, mask))
+        ids = tokenize.kmer_ids(seq) if a.full_teacher else teacher_input(seq, mask)
+        return Batch(lo, hi, seq, mask, ids)
 
     def batches(self, spans: list[tuple[int, int]], depth: int) -> Iterator[Batch]:
         """The batches of `spans` ((lo, hi) record ranges) in order, `depth` in flight. With
@@ -91,8 +92,8 @@ class Prefetcher:
 
 
 Shard = tuple[int, np.ndarray, np.ndarray, dict[int, np.ndarray], dict[str, np.ndarray] | None]
-"""(shard index, seq, mask, features per layer, predictions by array name or None): one whole
-shard, ready to write."""
+"""(shard index, seq, mask, float16 features per layer, predictions by array name or None): one
+whole shard, ready to encode (the store's codec, in the writer thread) and write."""
 
 
 class ShardBuffer:
@@ -104,7 +105,7 @@ class ShardBuffer:
         n = self.rows.stop - self.rows.start
         self.seq = np.empty((n, attrs.window_bp), np.uint8)
         self.mask = np.empty((n, attrs.n_tokens), bool)
-        shape = (n, attrs.n_visible, attrs.hidden_size)
+        shape = (n, attrs.feature_tokens, attrs.hidden_size)
         self.feats = {
             layer: np.empty(shape, schema.TEACHER_DTYPE) for layer in attrs.teacher.layers
         }

@@ -30,7 +30,7 @@ from zarr.core.sync import sync
 from zarr.storage import LocalStore
 from zarr.storage._common import make_store_path
 
-from had_cache import schema
+from had_cache import codecs, schema
 from had_cache.schema import StoreError
 
 StoreLike = Path | str | Store
@@ -145,15 +145,41 @@ class Location:
 
 @dataclass(frozen=True)
 class Records:
-    """A block of records, as stored (teacher features keep schema.TEACHER_DTYPE)."""
+    """A block of records, as stored: teacher features in the store codec's arrays (float16
+    values for fp16; int8 values and a float32 scale per token for the int8 codecs), decoded
+    by `CacheReader.codec` where they are used (on the training device)."""
 
     index: np.ndarray  # int64 [n], record ids
     seq: np.ndarray  # uint8 [n, W]
     mask: np.ndarray  # bool [n, T]
-    teacher: np.ndarray  # schema.TEACHER_DTYPE [n, T - M, D], features of the reader's layer
+    teacher: np.ndarray  # [n, T - M (all T for a full-teacher store), D or R], the codec's values
     base_prob: np.ndarray | None = (
         None  # float16 [n, M, 6, 4]: the teacher's soft targets, if stored
     )
+    scale: np.ndarray | None = None  # float32 [n, T - M or T]: the int8 codecs' row scales
+
+
+def load_codecs(group: zarr.Group, attrs: schema.StoreAttrs) -> dict[int, codecs.FeatureCodec]:
+    """The codec of each stored layer, as the store records it (attributes and parameter
+    arrays); fp16 for stores before schema 3.1."""
+    return {layer: load_codec(group, attrs, layer) for layer in attrs.teacher.layers}
+
+
+def load_codec(group: zarr.Group, attrs: schema.StoreAttrs, layer: int) -> codecs.FeatureCodec:
+    """Layer `layer`'s codec (see `load_codecs`)."""
+    if attrs.codec_name == "fp16":
+        return codecs.Fp16Codec(attrs.hidden_size)
+    fit = attrs.codec_fit.get(str(layer))
+    if fit is None:
+        raise StoreError(
+            f"the store's codec {attrs.codec_name} has no parameters for layer {layer}"
+        )
+    params = {
+        name: np.asarray(group[schema.codec_parameter_array(layer, name)][...])
+        for name in (codecs.ROTATION, codecs.MEAN, codecs.BASIS)
+        if schema.codec_parameter_array(layer, name) in group
+    }
+    return codecs.codec_from_json(fit["codec"], params)
 
 
 class ChunkError(StoreError):
@@ -235,6 +261,19 @@ class CacheReader:
             )
         self._group: zarr.Group | None = None
         self._pid = -1
+        self._codec: codecs.FeatureCodec | None = None
+        self.values_array = schema.teacher_array(self.layer)
+        self.scale_array = next(
+            (n for n in schema.feature_arrays(self.attrs, self.layer) if n != self.values_array),
+            None,
+        )
+
+    @property
+    def codec(self) -> codecs.FeatureCodec:
+        """How this layer's stored arrays decode into features (`FeatureCodec.decode`)."""
+        if self._codec is None:
+            self._codec = load_codec(self.group, self.attrs, self.layer)
+        return self._codec
 
     @property
     def group(self) -> zarr.Group:
@@ -272,7 +311,7 @@ class CacheReader:
         """Whether every done chunk of `name` must have a file: always for records' data; for
         the index arrays only where every chunk is written (2.1), as 2.0 skipped chunks equal
         to the fill value."""
-        return name not in schema.INDEX_ARRAYS or self.attrs.checksum is not None
+        return name not in schema.index_arrays(self.attrs) or self.attrs.checksum is not None
 
     def read_array_chunk(self, name: str, chunk: int, check_present: bool = True) -> np.ndarray:
         """One chunk of array `name`, refused (StoreError naming it) if missing or damaged."""
@@ -311,10 +350,11 @@ class CacheReader:
             index=np.arange(rows.start, rows.stop, dtype=np.int64),
             seq=self._read_rows(schema.SEQ, rows),
             mask=self._read_rows(schema.MASK, rows),
-            teacher=self._read_rows(schema.teacher_array(self.layer), rows),
+            teacher=self._read_rows(self.values_array, rows),
             base_prob=(
                 self._read_rows(schema.BASE_PROB, rows) if self.attrs.has_predictions else None
             ),
+            scale=None if self.scale_array is None else self._read_rows(self.scale_array, rows),
         )
 
     def take(
@@ -329,7 +369,14 @@ class CacheReader:
         a = self.attrs
         seq = np.empty((len(records), a.window_bp), dtype=np.uint8)
         mask = np.empty((len(records), a.n_tokens), dtype=bool)
-        teacher = np.empty((len(records), a.n_visible, a.hidden_size), dtype=schema.TEACHER_DTYPE)
+        arrays = schema.feature_arrays(a, self.layer)
+        dtype, shape = arrays[self.values_array]
+        teacher = np.empty((len(records), *shape), dtype=dtype)
+        scale = (
+            None
+            if self.scale_array is None
+            else np.empty((len(records), *arrays[self.scale_array][1]), np.float32)
+        )
         base_prob = (
             np.empty((len(records), a.n_masked, a.k, 4), dtype=schema.PREDICTION_DTYPE)
             if a.has_predictions
@@ -347,7 +394,9 @@ class CacheReader:
             )
             if base_prob is not None:
                 base_prob[rows] = block.base_prob[local]
-        return Records(index=records, seq=seq, mask=mask, teacher=teacher, base_prob=base_prob)
+            if scale is not None:
+                scale[rows] = block.scale[local]
+        return Records(records, seq, mask, teacher, base_prob, scale)
 
     def read_chunk(self, chunk: int) -> Records:
         return self.read(self.attrs.chunk_slice(chunk))
@@ -357,6 +406,12 @@ class CacheReader:
         per base instead of ~300 kB per record): what models of the DNA alone need."""
         g = self.group
         return g[schema.SEQ][rows], g[schema.MASK][rows]
+
+    def draws(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(locus, offset) of every record of a replay store; None for a tiling."""
+        if not self.attrs.is_replay:
+            return None
+        return self.group[schema.LOCUS][:], self.group[schema.OFFSET][:]
 
     def locations(self) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
         """(contig names, contig index, start, strand) of every record."""

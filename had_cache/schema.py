@@ -24,16 +24,21 @@ from typing import Any
 
 import numpy as np
 
+from had_cache import codecs
 from had_common.errors import ConfigError, HadError
 from had_common.versions import check_readable, format_version, parse_version
 
-SCHEMA_VERSION = "3.0"
+SCHEMA_VERSION = "3.1"
 """2.0: the layout of schema 2 (stores written as a bare `2` read as 2.0). 2.1: crc32c checksums
 on every chunk, every chunk written (the `checksum` attribute). 2.2: optional teacher predictions
 at the masked groups (`prediction_top_k` > 0: the PREDICTION_ARRAYS). 3.0: shards of
 `shard_chunks` chunks through zarr's sharding codec, one done marker per shard (`shard_done`); a
 new layout, so a major version: 2.x stores still read (every chunk is its own shard there, its
-marker in `chunk_done`) but are not resumed by this version."""
+marker in `chunk_done`) but are not resumed by this version. 3.1: feature codecs (`codec`, the
+fitted parameters in `codec_fit` and arrays `<features>_<param>`, a per-row `<features>_scale`
+for the int8 codecs), replay records (`replay`, arrays `locus` and `offset`), the unmasked
+teacher (`teacher_input` = `full`: every token's features, and its `drift`); a 3.0 store reads
+as an fp16 store of one record per window and a masked teacher, its fingerprint unchanged."""
 READS_OLDER_MAJORS = (2,)
 """Older major versions the reader still reads (never writes to)."""
 FORMAT_NAME = "had-cache"
@@ -49,6 +54,13 @@ MASK = "mask"
 CONTIG = "contig"
 START = "start"
 STRAND = "strand"
+LOCUS = "locus"
+"""Replay stores: the window (locus) of the planned tiling that record i was drawn from."""
+OFFSET = "offset"
+"""Replay stores: bases between the locus start and record i's window (`start` = both added)."""
+TEACHER_INPUTS = ("masked", "full")
+"""`masked`: the teacher reads each record's masked window (HAD's rule). `full`: one pass on
+the unmasked window, every token stored, masks drawn at training time (design.md section 6)."""
 SHARD_DONE = "shard_done"
 CHUNK_DONE = "chunk_done"
 """The done markers of schema 2 stores, one per chunk (each chunk was its own shard)."""
@@ -170,10 +182,35 @@ class StoreAttrs:
     teacher_gate: dict[str, Any] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    codec: dict[str, Any] = field(default_factory=dict)
+    codec_fit: dict[str, Any] = field(default_factory=dict)
+    replay: dict[str, Any] = field(default_factory=dict)
+    teacher_input: str = "masked"
+    drift: dict[str, Any] | None = None
 
     @property
     def n_visible(self) -> int:
         return self.n_tokens - self.n_masked
+
+    @property
+    def codec_name(self) -> str:
+        """The features' codec (`had_cache.codecs`); stores before 3.1 hold float16."""
+        return self.codec.get("name", "fp16")
+
+    @property
+    def full_teacher(self) -> bool:
+        """True for an unmasked-teacher store: every token's features, masks drawn later."""
+        return self.teacher_input == "full"
+
+    @property
+    def feature_tokens(self) -> int:
+        """Tokens per record whose features are stored: the visible ones, or all of them."""
+        return self.n_tokens if self.full_teacher else self.n_visible
+
+    @property
+    def is_replay(self) -> bool:
+        """True if records are draws (locus, offset, strand, mask) rather than the tiling."""
+        return bool(self.replay)
 
     @property
     def hidden_size(self) -> int:
@@ -250,7 +287,15 @@ class StoreAttrs:
         # The version it was written with decides the layout (the done markers' array);
         # a writer that finalises a store writes it as this version (`StoreWriter.finalize`).
         fields["schema_version"] = format_version(version)
-        return _dataclass_from_json(cls, fields, where)
+        attrs = _dataclass_from_json(cls, fields, where)
+        if attrs.codec_name not in codecs.CODEC_NAMES:
+            raise StoreError(
+                f"{where}: unknown codec {attrs.codec_name!r} (this had reads "
+                f"{', '.join(codecs.CODEC_NAMES)})"
+            )
+        if attrs.teacher_input not in TEACHER_INPUTS:
+            raise StoreError(f"{where}: unknown teacher input {attrs.teacher_input!r}")
+        return attrs
 
     def extraction(self) -> dict[str, Any]:
         """The attributes that define the extracted data (not how or when it was written)."""
@@ -267,6 +312,8 @@ class StoreAttrs:
             "teacher_gate",
             "provenance",
             "extra",
+            "codec_fit",
+            "drift",
         ):
             data.pop(volatile)
         # Added in 2.2 and 3.0; at their defaults (nothing stored, whole contigs) they leave
@@ -275,6 +322,12 @@ class StoreAttrs:
             data.pop("prediction_top_k")
         if not data["windowing"]:
             data.pop("windowing")
+        # Added in 3.1, likewise.
+        for key in ("codec", "replay"):
+            if not data[key]:
+                data.pop(key)
+        if data["teacher_input"] == "masked":
+            data.pop("teacher_input")
         return data
 
     def same_extraction(self, other: StoreAttrs) -> bool:
@@ -327,14 +380,15 @@ def array_specs(attrs: StoreAttrs) -> dict[str, ArraySpec]:
     """
     n, c = attrs.n_records, attrs.chunk_records
     m, k = attrs.n_masked, attrs.prediction_top_k
-    features = (attrs.n_visible, attrs.hidden_size)
     return {
         SEQ: ((n, attrs.window_bp), np.dtype("uint8"), (c, attrs.window_bp)),
         MASK: ((n, attrs.n_tokens), np.dtype("bool"), (c, attrs.n_tokens)),
-        # One array per stored layer, so training on one layer reads only that layer's chunks.
+        # One array (or two: values and scale) per stored layer, so training on one layer
+        # reads only that layer's chunks.
         **{
-            teacher_array(layer): ((n, *features), TEACHER_DTYPE, (c, *features))
+            name: ((n, *shape), dtype, (c, *shape))
             for layer in attrs.teacher.layers
+            for name, (dtype, shape) in feature_arrays(attrs, layer).items()
         },
         # The teacher's predictions at the masked groups (top K 6-mers, per-base marginals).
         **(
@@ -349,10 +403,42 @@ def array_specs(attrs: StoreAttrs) -> dict[str, ArraySpec]:
         CONTIG: ((n,), np.dtype("int32"), (c,)),
         START: ((n,), np.dtype("int64"), (c,)),
         STRAND: ((n,), np.dtype("int8"), (c,)),
+        **(
+            {LOCUS: ((n,), np.dtype("int64"), (c,)), OFFSET: ((n,), np.dtype("int32"), (c,))}
+            if attrs.is_replay
+            else {}
+        ),
         # One marker per shard, each in a file of its own, so writers of different shards never
         # share a file.
         attrs.done_array: ((attrs.n_shards,), np.dtype("bool"), (1,)),
     }
+
+
+def index_arrays(attrs: StoreAttrs) -> tuple[str, ...]:
+    """The arrays written whole at creation: the window index (and a replay's draws)."""
+    return (*INDEX_ARRAYS, LOCUS, OFFSET) if attrs.is_replay else INDEX_ARRAYS
+
+
+def feature_arrays(attrs: StoreAttrs, layer: int) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
+    """name -> (dtype, trailing shape) of the per-record arrays holding one layer's features:
+    `teacher_layer_L` (the codec's values) and, for int8 codecs, `teacher_layer_L_scale`."""
+    fields = codecs.field_specs(attrs.codec_name, attrs.hidden_size, attrs.codec.get("pca_dim"))
+    return {
+        feature_array(layer, key): (f.dtype, (attrs.feature_tokens, *f.shape))
+        for key, f in fields.items()
+    }
+
+
+def feature_array(layer: int, key: str) -> str:
+    """The array of layer `layer` holding a codec's per-record field `key` (`codecs.VALUES`:
+    `teacher_layer_L` itself, as every schema wrote it; `scale`: `teacher_layer_L_scale`)."""
+    base = teacher_array(layer)
+    return base if key == codecs.VALUES else f"{base}_{key}"
+
+
+def codec_parameter_array(layer: int, param: str) -> str:
+    """`teacher_layer_L_<param>`: a store-level array of layer L's codec (rotation, mean, basis)."""
+    return f"{teacher_array(layer)}_{param}"
 
 
 def shard_shape(attrs: StoreAttrs, name: str, chunks: tuple[int, ...]) -> tuple[int, ...] | None:
@@ -376,10 +462,14 @@ def feature_record_bytes(n_visible: int, hidden_size: int) -> int:
 
 
 def default_chunk_records(
-    n_visible: int, hidden_size: int, target_bytes: int = DEFAULT_CHUNK_BYTES
+    n_visible: int,
+    hidden_size: int,
+    target_bytes: int = DEFAULT_CHUNK_BYTES,
+    record_bytes: int | None = None,
 ) -> int:
-    """Records per chunk so that one chunk of one layer is about `target_bytes` (whole-chunk reads)."""
-    return max(1, target_bytes // feature_record_bytes(n_visible, hidden_size))
+    """Records per chunk so that one chunk of one layer is about `target_bytes` (whole-chunk
+    reads); `record_bytes`: one record's stored features where a codec makes them smaller."""
+    return max(1, target_bytes // (record_bytes or feature_record_bytes(n_visible, hidden_size)))
 
 
 def default_shard_chunks(
@@ -389,8 +479,9 @@ def default_shard_chunks(
     n_records: int,
     target_bytes: int = DEFAULT_SHARD_BYTES,
 ) -> int:
-    """Chunks per shard so that one shard of one layer is about `target_bytes` (at most the
-    whole store: a small store is one shard)."""
+    """Chunks per shard so that one shard of one layer is about `target_bytes` of float16
+    features (at most the whole store: a small store is one shard). Counted at float16 whatever
+    the codec: the writer holds a shard as float16 before encoding it, so this bounds memory."""
     chunk_bytes = chunk_records * feature_record_bytes(n_visible, hidden_size)
     n_chunks = -(-n_records // chunk_records)
     return max(1, min(n_chunks, round(target_bytes / chunk_bytes)))

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from had_cache import schema
+from had_cache.codecs import CodecReport
+from had_cache.drift import DriftReport
 from had_cache.gate import GateReport
 from had_cache.reader import CacheReader, ChunkError, chunk_problem, open_group
 from had_cache.schema import StoreError
@@ -270,11 +272,53 @@ def describe_store(path: Path, as_json: bool = False) -> list[str]:
             if a.has_predictions
             else "not stored (extract with --predictions K for soft targets)"
         ),
+        *_codec_lines(a),
+        *(
+            [
+                f"replay     {a.n_records:,} draws of {a.replay['loci']:,} windows "
+                f"(offsets 0-{a.replay['max_offset']} bp"
+                + (", strand drawn" if a.replay["strand_draws"] else "")
+                + ")"
+            ]
+            if a.is_replay
+            else []
+        ),
+        "teacher in "
+        + (
+            "full: unmasked windows, every token stored, masks drawn at training time; "
+            + (DriftReport.from_json(a.drift).summary() if a.drift else "drift D not measured")
+            if a.full_teacher
+            else "masked: each record's masked window (HAD)"
+        ),
         f"shards     {a.n_shards} x {a.shard_records} records "
         f"({a.shard_chunks} chunk(s) of {a.chunk_records}; one file per shard and array)",
         f"schema     {a.schema_version}"
         + (", crc32c checksums" if a.checksum else ", no checksums"),
     ]
+
+
+def _codec_lines(a: schema.StoreAttrs) -> list[str]:
+    """The codec, its parameters, measured error and bytes per record (`had-cache inspect`)."""
+    from had_cache.plan import codec_label, estimate_bytes
+
+    per_record = estimate_bytes(a).per_record(a.n_records)
+    lines = [
+        f"codec      {codec_label(a)}: features {a.feature_tokens} tokens x "
+        f"{a.codec.get('pca_dim') or a.hidden_size} per record"
+    ]
+    for layer, fit in sorted(a.codec_fit.items()):
+        report = CodecReport(**fit["report"])
+        params = {k: v for k, v in fit["codec"].items() if k not in ("name", "hidden_size")}
+        lines.append(
+            f"  layer {layer}  {report.bytes_per_record:,} B of features per record "
+            f"(fp16: {report.fp16_bytes_per_record:,}); round-trip relative error "
+            f"{report.relative_error:.2e}, explained variance {report.explained_variance:.5f} "
+            f"on {report.rows:,} held-out rows; parameters {params}"
+        )
+    if not a.codec_fit:
+        lines.append("  layer(s)   float16 as the teacher gave them (no codec parameters)")
+    lines.append(f"  on disk    ~{per_record / 1e3:,.1f} kB per record, everything counted")
+    return lines
 
 
 def _missing_chunks(reader: CacheReader) -> list[tuple[str, int]]:

@@ -57,6 +57,9 @@ class WindowTable:
     strand: np.ndarray  # int8 [N], +1 forward, -1 reverse complement
     skipped_n: int  # windows skipped for any base other than A, C, G, T
     skipped_ambiguous: int = 0  # of those, windows with IUPAC ambiguity codes but no N
+    locus: np.ndarray | None = None  # int64 [N], replay: the locus each record was drawn from
+    offset: np.ndarray | None = None  # int32 [N], replay: bases from the locus start
+    n_loci: int | None = None  # replay: loci drawn from
 
     def __len__(self) -> int:
         return len(self.start)
@@ -70,6 +73,74 @@ class WindowTable:
             self.skipped_n,
             self.skipped_ambiguous,
         )
+
+    def index_arrays(self) -> dict[str, np.ndarray]:
+        """The store's index arrays of this table (by schema name)."""
+        from had_cache import schema
+
+        out = {schema.CONTIG: self.contig, schema.START: self.start, schema.STRAND: self.strand}
+        if self.locus is not None and self.offset is not None:
+            out |= {schema.LOCUS: self.locus, schema.OFFSET: self.offset}
+        return out
+
+
+REPLAY_STREAM = 0x5EED_0FF5
+"""Salt of the replay draws' hash, so a record's offset and strand are not its mask's bits."""
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser on uint64 (wrapping arithmetic): a counter -> 64 random bits."""
+    x = x.astype(np.uint64, copy=True)
+    with np.errstate(over="ignore"):
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return x
+
+
+def replay_draws(
+    seed: int, records: np.ndarray, n_loci: int, n_records: int, max_offset: int, both: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(locus, offset, strand) of replay records `records` out of `n_records` drawn over
+    `n_loci` loci: each a pure function of (seed, record) and the counts. Record i draws locus
+    floor(i x L / N), so a locus's draws are consecutive records (the same chunk, the same
+    held-out side), offset uniform in 0..max_offset and, with `both`, a strand by coin flip:
+    repeated draws of a locus vary offset, strand and mask (`masking.group_mask(seed, i)`)
+    together."""
+    i = np.asarray(records, dtype=np.int64)
+    locus = (i * n_loci) // n_records
+    with np.errstate(over="ignore"):
+        key = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(REPLAY_STREAM)
+        bits = _mix64(i.astype(np.uint64) + key)
+    offset = (bits % np.uint64(max_offset + 1)).astype(np.int32)
+    flip = ((bits >> np.uint64(63)) == 1) & both
+    strand = np.where(flip, -1, 1).astype(np.int8)
+    return locus, offset, strand
+
+
+def replay_table(
+    loci: WindowTable, n_records: int, seed: int, max_offset: int, both: bool
+) -> WindowTable:
+    """The records of a replay store drawn from `loci` (each locus N-free over its window and
+    `max_offset` more bases, so every draw is a clean window): `replay_draws` for 0..N-1."""
+    if n_records <= 0:
+        raise ConfigError(f"--records must be positive, got {n_records}")
+    locus, offset, strand = replay_draws(
+        seed, np.arange(n_records), len(loci), n_records, max_offset, both
+    )
+    return WindowTable(
+        loci.contigs,
+        loci.contig[locus],
+        loci.start[locus] + offset,
+        strand,
+        loci.skipped_n,
+        loci.skipped_ambiguous,
+        locus=locus,
+        offset=offset,
+        n_loci=len(loci),
+    )
 
 
 def _is_gzip(path: Path) -> bool:
@@ -295,9 +366,12 @@ def plan_windows(
     progress: bool = True,
     stride: int | None = None,
     bed: Path | None = None,
+    extra_bp: int = 0,
 ) -> WindowTable:
     """Tile the chosen contigs (or the --bed regions on them) into N-free windows, `stride`
-    bases apart (default: `window_bp`, no overlap); optionally keep an evenly spread subset."""
+    bases apart (default: `window_bp`, no overlap); optionally keep an evenly spread subset.
+    `extra_bp` > 0 (replay loci): each window must also have that many clean bases after it,
+    inside its contig or region, so any draw shifted by up to `extra_bp` is a clean window."""
     from tqdm.auto import tqdm
 
     dna.groups_per_window(window_bp)
@@ -321,24 +395,23 @@ def plan_windows(
                 f"regions are on {', '.join(outside[:5])}); pass --contigs all"
             )
     contig_idx, starts, skipped, ambiguous = [], [], 0, 0
+    tile_bp = window_bp + extra_bp
     for i, name in enumerate(
         tqdm(names, desc="scanning contigs", unit="contig", disable=not progress, delay=2)
     ):
         length = len(fasta[name])
         spans = [(0, length)] if regions is None else regions.intervals.get(name, [])
-        first = window_starts(spans, window_bp, stride)
+        first = window_starts(spans, tile_bp, stride)
         if not len(first):
             continue
-        lo, hi = int(first[0]), int(first[-1]) + window_bp
+        lo, hi = int(first[0]), int(first[-1]) + tile_bp
         classes = dna.letter_classes(fasta[name][lo:hi])
         local = first - lo
         invalid = np.flatnonzero(classes == dna.INVALID)
-        if len(invalid) and _count_in_windows(invalid, local, window_bp).any():
+        if len(invalid) and _count_in_windows(invalid, local, tile_bp).any():
             _refuse_invalid(name, classes, fasta[name][lo:hi], offset=lo)
-        with_n = _count_in_windows(np.flatnonzero(classes == dna.UNKNOWN), local, window_bp) > 0
-        with_iupac = (
-            _count_in_windows(np.flatnonzero(classes == dna.AMBIGUOUS), local, window_bp) > 0
-        )
+        with_n = _count_in_windows(np.flatnonzero(classes == dna.UNKNOWN), local, tile_bp) > 0
+        with_iupac = _count_in_windows(np.flatnonzero(classes == dna.AMBIGUOUS), local, tile_bp) > 0
         clean = ~(with_n | with_iupac)
         skipped += int((~clean).sum())
         ambiguous += int((with_iupac & ~with_n).sum())

@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,8 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 
 from had_cache import schema
-from had_cache.reader import Location, StoreLike, is_store, read_attrs
+from had_cache.codecs import FeatureCodec
+from had_cache.reader import Location, StoreLike, is_store, load_codecs, read_attrs
 from had_cache.schema import StoreError
 from had_cache.windows import WindowTable
 from had_common.distributed import World
@@ -139,6 +141,9 @@ class KeyLock:
 
 
 Lock = FileLock | KeyLock
+Prepare = Callable[[schema.StoreAttrs], tuple[schema.StoreAttrs, dict[str, np.ndarray]]]
+"""Called once, by the process that creates a store: its final attributes and store-level
+arrays (see `StoreWriter.open_or_create`)."""
 
 
 def read_key_holder(where: Location, key: str) -> tuple[Holder, float] | None:
@@ -302,6 +307,7 @@ def _interrupted_before_markers(path: Path, names: list[str]) -> bool:
     if meta.get("node_type") != "group" or meta.get("attributes"):
         return False
     ours = {schema.SEQ, schema.MASK, schema.SHARD_DONE, schema.CHUNK_DONE, *schema.INDEX_ARRAYS}
+    ours |= {schema.LOCUS, schema.OFFSET}
     return all(
         n == "zarr.json"
         or n.startswith(schema.LOCK_FILE)
@@ -344,6 +350,7 @@ class StoreWriter:
         self.path = _guard_path(where)
         self.lock = lock
         self.world = world or World()
+        self.codecs: dict[int, FeatureCodec] = load_codecs(group, attrs)
 
     @classmethod
     def open_or_create(
@@ -354,8 +361,14 @@ class StoreWriter:
         overwrite: bool = False,
         lock: Lock | None = None,
         world: World | None = None,
+        prepare: Prepare | None = None,
     ) -> StoreWriter:
         """Resume a store of the same extraction, or create it; refuse to clobber a different one.
+
+        `prepare(attrs)` runs only when this process creates the store, under the setup lock in
+        a sharded run (so exactly once per store): it returns the attributes to write and the
+        store-level arrays (a codec's fitted parameters). Every other rank, and every resume,
+        reads them back from the store.
 
         `overwrite` replaces only a store of ours: any other file or folder at `path` (a
         mistyped `--out ~/project`, say) is refused untouched. A second writer is refused
@@ -368,7 +381,7 @@ class StoreWriter:
         try:
             setup = _setup_lock(where) if world.distributed else None
             try:
-                return cls._open_or_create(where, attrs, table, overwrite, lock, world)
+                return cls._open_or_create(where, attrs, table, overwrite, lock, world, prepare)
             finally:
                 if setup is not None:
                     setup.release()
@@ -385,6 +398,7 @@ class StoreWriter:
         overwrite: bool,
         lock: Lock,
         world: World,
+        prepare: Prepare | None = None,
     ) -> StoreWriter:
         state = store_state(where)  # again, now that no one else creates it
         if state == "store" and not overwrite:
@@ -398,10 +412,13 @@ class StoreWriter:
             return cls(where.open_group("r+"), existing, where, lock, world)
         if state != "absent":
             _clear(where)  # an interrupted creation, or --overwrite of a store of ours
+        parameters: dict[str, np.ndarray] = {}
+        if prepare is not None:
+            attrs, parameters = prepare(attrs)
         with disk_full_guard(
             _guard_path(where), "creating the store", then="free space and rerun the same command"
         ):
-            return cls._create(where, attrs, table, lock, world)
+            return cls._create(where, attrs, table, lock, world, parameters)
 
     @classmethod
     def _create(
@@ -411,6 +428,7 @@ class StoreWriter:
         table: WindowTable,
         lock: Lock,
         world: World,
+        parameters: dict[str, np.ndarray] | None = None,
     ) -> StoreWriter:
         if where.local is not None:
             (where.local / schema.CREATING_MARKER).touch()
@@ -430,9 +448,15 @@ class StoreWriter:
             )
         # The window index is known up front; writing it now (whole shards, by the one process
         # that creates the store) makes a partial store inspectable.
-        group[schema.CONTIG].with_config(WRITE_CONFIG)[:] = table.contig
-        group[schema.START].with_config(WRITE_CONFIG)[:] = table.start
-        group[schema.STRAND].with_config(WRITE_CONFIG)[:] = table.strand
+        for name, values in table.index_arrays().items():
+            if name in schema.index_arrays(attrs):
+                group[name].with_config(WRITE_CONFIG)[:] = values
+        # Store-level arrays (a codec's rotation, PCA mean and basis): one chunk each.
+        for name, values in (parameters or {}).items():
+            array = group.create_array(
+                name, shape=values.shape, dtype=values.dtype, fill_value=0, compressors=chain
+            )
+            array.with_config(WRITE_CONFIG)[...] = values
         group.attrs[schema.ATTRS_KEY] = attrs.to_json()
         if where.local is not None:
             (where.local / schema.CREATING_MARKER).unlink()
@@ -465,7 +489,7 @@ class StoreWriter:
         per_record = sum(
             int(np.prod(shape[1:])) * dtype.itemsize
             for name, (shape, dtype, _) in schema.array_specs(self.attrs).items()
-            if name not in (*schema.INDEX_ARRAYS, self.attrs.done_array)
+            if name not in (*schema.index_arrays(self.attrs), self.attrs.done_array)
         )
         return (rows.stop - rows.start) * per_record
 
@@ -482,9 +506,9 @@ class StoreWriter:
         teacher: dict[int, np.ndarray],
         predictions: dict[str, np.ndarray] | None = None,
     ) -> int:
-        """Write one shard's records (features per stored layer, and the teacher's predictions
-        by array name where the store keeps them), each array's shard in one write, then its
-        done marker. Whatever an earlier, interrupted writer left of this shard is deleted
+        """Write one shard's records (features per stored layer, encoded here by the store's
+        codec, and the teacher's predictions by array name where the store keeps them), each
+        array's shard in one write, then its done marker. Whatever an earlier, interrupted writer left of this shard is deleted
         first: a shard without its marker is never trusted, nor read back.
 
         Returns the payload bytes. A full disk is a one-line DiskFullError naming the space the
@@ -506,10 +530,8 @@ class StoreWriter:
             return sum(self.shard_bytes(s) for s in self.pending_shards())
 
         data = {schema.SEQ: seq, schema.MASK: mask}
-        data |= {
-            schema.teacher_array(layer): feats.astype(schema.TEACHER_DTYPE, copy=False)
-            for layer, feats in teacher.items()
-        }
+        for layer, feats in teacher.items():
+            data |= self.encode(layer, rows.start, feats)
         data |= {
             name: values.astype(self.group[name].dtype, copy=False)
             for name, values in (predictions or {}).items()
@@ -522,6 +544,21 @@ class StoreWriter:
             g[self.attrs.done_array][shard] = True
         self.lock.refresh()
         return sum(v.nbytes for v in data.values())
+
+    def encode(self, layer: int, first_record: int, feats: np.ndarray) -> dict[str, np.ndarray]:
+        """Layer `layer`'s features of the records from `first_record` on, as the arrays the
+        store holds (by name); stochastic rounding draws from (codec seed, layer, first record),
+        so a rerun writes the same bytes."""
+        codec = self.codecs[layer]
+        seed = int(getattr(codec, "seed", 0))
+        rng = np.random.Generator(np.random.PCG64([seed, layer, first_record]))
+        encoded = codec.encode(feats, rng)
+        dtypes = schema.feature_arrays(self.attrs, layer)
+        names = {key: schema.feature_array(layer, key) for key in encoded}
+        return {
+            names[key]: values.astype(dtypes[names[key]][0], copy=False)
+            for key, values in encoded.items()
+        }
 
     def finalize(self) -> bool:
         """Mark the store complete if every shard is done (the last write of an extraction).

@@ -9,10 +9,16 @@ R takes the r-th contiguous block of every global batch (whose ids are sorted, s
 a contiguous run of the store). Chunks are read whole and kept only while the current group
 needs them.
 
-Batches stay in the store's compact dtypes (uint8 bases, float16 features) until they reach the
-device, where `Batch.to` widens them: half the bytes to decode, pin and copy. On CUDA the loader
-pins its batches and `prefetch` copies the next one on a side stream while the current one
-trains.
+Batches stay in the store's compact form (uint8 bases; features in the store codec's arrays:
+float16, or int8 values and a scale per token) until they reach the device, where `Batch.to`
+decodes them (`had_cache.codecs`: the loss runs on decoded features, in the teacher's space), so
+the trainer never sees the codec. On CUDA the loader pins its batches and `prefetch` copies the
+next one on a side stream while the current one trains.
+
+Unmasked-teacher stores (`teacher_input` = `full`) hold every token's features; the loader draws
+each step's group masks (`draw_masks`: the online teacher's rule, a pure function of (seed,
+step) and the position in the step, so resuming is exact) and `Batch.to` keeps the visible
+tokens' features on the device. Held-out records keep the store's masks (the extraction's rule).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from had_cache import codecs, masking
 from had_cache.reader import CacheReader, Records
 from had_cache.schema import StoreAttrs
 from had_common.errors import ConfigError
@@ -33,33 +40,52 @@ from had_common.errors import ConfigError
 
 @dataclass(frozen=True)
 class Batch:
-    """One training batch: as read on the CPU (the store's dtypes), or on the device for the
-    model (`.to(device)`: bases int64, features float32)."""
+    """One training batch: as read on the CPU (the store's codec arrays), or on the device for
+    the model (`.to(device)`: bases int64, features decoded to float32 [B, T - M, D])."""
 
     record: torch.Tensor  # int64 [B] record ids (for error messages)
     seq: torch.Tensor  # uint8 [B, W] unmasked base codes (int64 after .to)
     group_mask: torch.Tensor  # bool [B, T]
-    teacher: torch.Tensor  # float16 [B, T - M, D] as stored (float32 after .to)
+    teacher: (
+        torch.Tensor
+    )  # the codec's values [B, T - M or T, D or R] (float32 [B, T - M, D] after .to)
     soft: torch.Tensor | None = None  # float16 [B, M, 6, 4] teacher's base marginals, if stored
+    scale: torch.Tensor | None = None  # float32 [B, T - M or T]: int8 codecs' row scales
+    codec: codecs.FeatureCodec | None = None  # how `teacher` (and `scale`) decode; None: float
 
     def _map(self, fn: object) -> Batch:
         soft = None if self.soft is None else fn(self.soft)
-        return Batch(*(fn(t) for t in (self.record, self.seq, self.group_mask, self.teacher)), soft)
+        scale = None if self.scale is None else fn(self.scale)
+        core = (fn(t) for t in (self.record, self.seq, self.group_mask, self.teacher))
+        return Batch(*core, soft, scale, self.codec)
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
         """The batch's data tensors (record ids aside)."""
         data = (self.seq, self.group_mask, self.teacher)
-        return data if self.soft is None else (*data, self.soft)
+        return (*data, *(t for t in (self.soft, self.scale) if t is not None))
 
     def to(self, device: torch.device | str) -> Batch:
-        """On `device`, in the model's dtypes (copied asynchronously from pinned memory). Record
-        ids stay on the CPU: they only name records in messages, and reading them back from a
-        GPU would wait for it."""
-        seq, mask, teacher = (
+        """On `device`, in the model's dtypes (copied asynchronously from pinned memory), the
+        features decoded there; of a full-teacher record only the visible tokens' (under
+        `group_mask`). Record ids stay on the CPU: they only name records in messages, and
+        reading them back from a GPU would wait for it."""
+        seq, mask, values = (
             t.to(device, non_blocking=True) for t in (self.seq, self.group_mask, self.teacher)
         )
+        scale = None if self.scale is None else self.scale.to(device, non_blocking=True)
+        if values.shape[1] == mask.shape[1] and values.shape[1] != 0:  # every token stored
+            b, t = mask.shape
+            keep = ~mask
+            visible = int(keep[0].sum()) if b else 0
+            values = values[keep].reshape(b, visible, values.shape[-1])
+            scale = None if scale is None else scale[keep].reshape(b, visible)
+        if self.codec is None:
+            teacher = values.float()
+        else:
+            arrays = {codecs.VALUES: values} | ({codecs.SCALE: scale} if scale is not None else {})
+            teacher = self.codec.decode(arrays)
         soft = None if self.soft is None else self.soft.to(device, non_blocking=True).float()
-        return Batch(self.record, seq.long(), mask, teacher.float(), soft)
+        return Batch(self.record, seq.long(), mask, teacher, soft)
 
     def pin_memory(self) -> Batch:
         """Page-locked copies (DataLoader calls this with pin_memory=True)."""
@@ -112,6 +138,7 @@ class RecordOrder:
         self.attrs, self.holdout_chunks = attrs, holdout_chunks
         n_train = min(attrs.n_records, (attrs.n_chunks - holdout_chunks) * attrs.chunk_records)
         self.held_out = np.arange(n_train, attrs.n_records)
+        self.n_train = n_train
         if batch_size > n_train:
             raise ConfigError(
                 f"--batch-size {batch_size} is larger than the store's {n_train} training "
@@ -137,6 +164,20 @@ class RecordOrder:
             self._order_epoch = epoch
         return np.sort(self._order[b * self.batch_size : (b + 1) * self.batch_size])
 
+    def usage(self, steps: int) -> np.ndarray:
+        """How many times each training record (ids 0..n_train - 1) is used by steps
+        0..steps - 1: what a run's usage.json summarises (a replay store's records are
+        meant to be used about once each)."""
+        counts = np.zeros(self.n_train, dtype=np.int64)
+        full, rest = divmod(steps, self.batches_per_epoch)
+        for epoch in range(full + (1 if rest else 0)):
+            order = epoch_order(
+                self.attrs, self.seed, epoch, self.shuffle_chunks, self.holdout_chunks
+            )
+            take = self.batches_per_epoch if epoch < full else rest
+            np.add.at(counts, order[: take * self.batch_size], 1)
+        return counts
+
     def sample_chunks(self, limit: int) -> list[int]:
         """Whole training chunks, spread evenly over the training region, holding at least
         `limit` records where there are so many (never a held-out chunk): the fitting data of
@@ -144,6 +185,14 @@ class RecordOrder:
         n_chunks = self.attrs.n_chunks - self.holdout_chunks
         take = max(1, min(n_chunks, -(-limit // self.attrs.chunk_records)))
         return [int(c) for c in np.unique(np.linspace(0, n_chunks - 1, take).round().astype(int))]
+
+
+def draw_masks(attrs: StoreAttrs, seed: int, step: int, batch_size: int) -> np.ndarray:
+    """bool [batch, T]: the fresh group masks of the draws of `step` (draw j = step x batch
+    size + position in the step, its mask `masking.group_mask(seed, j)`): the masks of an
+    --online-teacher run and of a run on an unmasked-teacher store."""
+    draws = np.arange(step * batch_size, (step + 1) * batch_size)
+    return masking.group_masks(seed, draws, attrs.n_tokens, attrs.mask_ratio)
 
 
 def store_fingerprint(store: Path | str) -> str:
@@ -179,7 +228,15 @@ class PretrainBatches:
 
     def describe(self) -> str:
         """Where the batches come from, for the run's first line."""
-        return f"store {self.attrs.n_records:,} records"
+        a = self.attrs
+        what = f"store {a.n_records:,} records"
+        if a.codec_name != "fp16":
+            what += f" ({a.codec_name} features, decoded on the device)"
+        if a.is_replay:
+            what += f", replay draws of {a.replay['loci']:,} windows"
+        if a.full_teacher:
+            what += ", unmasked teacher (masks drawn per step)"
+        return what
 
     def record_ids(self, step: int) -> np.ndarray:
         """Record ids of the batch used at `step` (`RecordOrder.record_ids`)."""
@@ -201,7 +258,12 @@ class PretrainBatches:
                 f"--batch-size {self.batch_size} is not divisible by {world_size} ranks"
             )
         per_rank = self.batch_size // world_size
-        return self.records(ids[rank * per_rank : (rank + 1) * per_rank])
+        mine = slice(rank * per_rank, (rank + 1) * per_rank)
+        if not self.attrs.full_teacher:
+            return self.records(ids[mine])
+        return self.records(
+            ids[mine], draw_masks(self.attrs, self.seed, step, self.batch_size)[mine]
+        )
 
     def training_windows(self, limit: int) -> tuple[np.ndarray, np.ndarray]:
         """(seq, mask) of up to `limit` training records (whole chunks spread evenly over the
@@ -227,15 +289,18 @@ class PretrainBatches:
         pinned = device.type == "cuda"
         return prefetch(self.iterate(start_step, workers, rank, world_size, pinned), device)
 
-    def records(self, ids: np.ndarray) -> Batch:
-        """A batch of the given record ids (training steps, or held-out records)."""
+    def records(self, ids: np.ndarray, mask: np.ndarray | None = None) -> Batch:
+        """A batch of the given record ids (training steps, or held-out records), with the
+        store's masks or (full-teacher stores) `mask`."""
         block = self.reader.take(ids, read_chunk=self._chunk)
         return Batch(
             record=torch.from_numpy(block.index.copy()),
             seq=torch.from_numpy(block.seq),
-            group_mask=torch.from_numpy(block.mask),
+            group_mask=torch.from_numpy(block.mask if mask is None else mask),
             teacher=torch.from_numpy(block.teacher),
             soft=None if block.base_prob is None else torch.from_numpy(block.base_prob),
+            scale=None if block.scale is None else torch.from_numpy(block.scale),
+            codec=self.reader.codec,
         )
 
     def iterate(

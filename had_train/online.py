@@ -41,7 +41,7 @@ from had_cache.extract import ExtractConfig, store_attrs
 from had_common import distributed
 from had_common.checksums import file_sha256
 from had_common.errors import ConfigError
-from had_train.data import Batch, RecordOrder
+from had_train.data import Batch, RecordOrder, draw_masks
 
 if TYPE_CHECKING:
     from had_train.pretrain import PretrainConfig
@@ -154,9 +154,8 @@ class OnlineBatches:
         return self.order.record_ids(step)
 
     def draw_masks(self, step: int) -> np.ndarray:
-        """bool [batch, T]: fresh group masks of the draws of `step` (draw j's from (seed, j))."""
-        draws = np.arange(step * self.batch_size, (step + 1) * self.batch_size)
-        return masking.group_masks(self.seed, draws, self.attrs.n_tokens, self.attrs.mask_ratio)
+        """bool [batch, T]: fresh group masks of the draws of `step` (`data.draw_masks`)."""
+        return draw_masks(self.attrs, self.seed, step, self.batch_size)
 
     def _windows(self, ids: np.ndarray) -> np.ndarray:
         return windows.read_windows(self.fasta, self.table, ids, self.attrs.window_bp)

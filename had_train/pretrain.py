@@ -58,6 +58,9 @@ CONFIG_FILE = "pretrain_config.json"
 LOSSES_FILE = "losses.csv"
 PROVENANCE_FILE = "provenance.json"
 HELD_OUT_FILE = "held_out.json"
+USAGE_FILE = "usage.json"
+"""How many times the run used each training record (min, mean, max): a replay store's
+records are draws meant to be used about once each."""
 STORE_FILE = "store.json"
 LOCK_FILE = "run.lock"
 """Held while a run trains (`had_common.lock`): a second `pretrain` into the same --out is refused."""
@@ -702,6 +705,8 @@ def train(s: Session, progress: bool = True) -> Path:
     cfg, main = s.cfg, s.world.is_main
     if main:
         tqdm.write(describe(s))
+        if s.data.attrs.full_teacher:
+            tqdm.write(drift_line(s.data.attrs))
     log = LossLog(s.run_dir, s.start) if main else None
     monitor = Monitor(s.run_dir, s.start, validation=cfg.val_every > 0) if main else None
     bar = tqdm(
@@ -753,6 +758,14 @@ def train(s: Session, progress: bool = True) -> Path:
         raise RunError(f"no checkpoint written in {s.run_dir}")
     if s.ema is not None and main:
         save_ema(s)
+    if main:
+        usage = record_usage(s.data, cfg.steps)
+        atomic_write_text(s.run_dir / USAGE_FILE, json.dumps(usage, indent=2) + "\n")
+        tqdm.write(
+            f"records used: {usage['training_records']:,} training records, each used "
+            f"{usage['uses_min']}-{usage['uses_max']} times (mean {usage['uses_mean']:.2f}) "
+            f"over {usage['steps']:,} steps of {usage['batch_size']:,}"
+        )
     if len(s.data.held_out) and main:
         report = held_out_metrics(s.model, s.data, s.device, s.micro_batch)
         (s.run_dir / HELD_OUT_FILE).write_text(json.dumps(report, indent=2) + "\n")
@@ -764,6 +777,32 @@ def train(s: Session, progress: bool = True) -> Path:
             f"k = {report['context_baseline']['best_k']})"
         )
     return s.latest
+
+
+def drift_line(attrs: Any) -> str:
+    """What a run on an unmasked-teacher store trains towards, said before the first step."""
+    if not attrs.drift:
+        return (
+            "note: unmasked-teacher store: the targets are T(x), not HAD's T(x_masked); its "
+            "drift D was not measured (extracted with --drift-windows 0)"
+        )
+    from had_cache.drift import DriftReport
+
+    return f"note: unmasked-teacher store: {DriftReport.from_json(attrs.drift).summary()}"
+
+
+def record_usage(data: PretrainBatches | OnlineBatches, steps: int) -> dict[str, Any]:
+    """How often steps 0..steps - 1 use each training record (`RecordOrder.usage`)."""
+    counts = data.order.usage(steps)
+    return {
+        "steps": steps,
+        "batch_size": data.order.batch_size,
+        "training_records": int(len(counts)),
+        "uses_min": int(counts.min()),
+        "uses_mean": float(counts.mean()),
+        "uses_max": int(counts.max()),
+        "records_never_used": int((counts == 0).sum()),
+    }
 
 
 @torch.no_grad()

@@ -53,18 +53,18 @@ def _edited(store: Path, tmp_path: Path, edit) -> Path:  # noqa: ANN001 - a dict
 
 def test_this_versions_store_reads(store: Path) -> None:
     attrs = CacheReader(store).attrs
-    assert attrs.schema_version == schema.SCHEMA_VERSION == "3.0"
+    assert attrs.schema_version == schema.SCHEMA_VERSION == "3.1"
     assert attrs.checksum == schema.CHECKSUM
 
 
-@pytest.mark.parametrize("newer", ["3.1", "4.0", 4])
+@pytest.mark.parametrize("newer", ["3.2", "4.0", 4])
 def test_a_newer_store_is_refused_naming_both_versions(
     store: Path, tmp_path: Path, newer: object
 ) -> None:
     copy = _edited(store, tmp_path, lambda a: a.update(schema_version=newer))
     shown = newer if isinstance(newer, str) else f"{newer}.0"
     with pytest.raises(
-        StoreError, match=rf"schema version {shown}, this had reads 2\.x, 3\.0 to 3\.0"
+        StoreError, match=rf"schema version {shown}, this had reads 2\.x, 3\.0 to 3\.1"
     ):
         CacheReader(copy)
 
@@ -110,14 +110,34 @@ def test_an_older_minor_version_without_a_new_optional_attribute_reads(
     monkeypatch.setattr(schema, "SCHEMA_VERSION", "3.3")
     copy = _edited(store, tmp_path, lambda a: a.pop("extra"))
     attrs = CacheReader(copy).attrs
-    assert attrs.extra == {} and attrs.schema_version == "3.0"
+    assert attrs.extra == {} and attrs.schema_version == "3.1"
+
+
+def test_a_3_0_store_reads_as_fp16_of_one_record_per_window(store: Path, tmp_path: Path) -> None:
+    """Schema 3.1's attributes (codec, replay, teacher input, drift) are absent from a 3.0
+    store: it reads as float16 features of a masked teacher, one record per window, and its
+    fingerprint is the one 3.0 recorded (a 3.1 fp16 store of the same options has it too)."""
+    added = ("codec", "codec_fit", "replay", "teacher_input", "drift")
+    old = _edited(store, tmp_path, lambda a: [a.pop(k) for k in added] and None)
+    group = zarr.open_group(str(old), mode="r+")
+    group.attrs[schema.ATTRS_KEY] = dict(group.attrs[schema.ATTRS_KEY]) | {"schema_version": "3.0"}
+    reader, new = CacheReader(old), CacheReader(store)
+    a = reader.attrs
+    assert (a.codec_name, a.is_replay, a.full_teacher, a.drift) == ("fp16", False, False, None)
+    assert a.fingerprint() == new.attrs.fingerprint()
+    np.testing.assert_array_equal(reader.read(slice(0, 4)).teacher, new.read(slice(0, 4)).teacher)
+    assert reader.read(slice(0, 4)).teacher.dtype == np.float16
 
 
 def test_unknown_or_missing_attributes_are_one_line_errors(store: Path, tmp_path: Path) -> None:
-    unknown = _edited(store, tmp_path, lambda a: a.update(codec={"int8": True}))
-    with pytest.raises(StoreError, match="unknown codec"):
+    unknown = _edited(store, tmp_path, lambda a: a.update(sparkle={"int8": True}))
+    with pytest.raises(StoreError, match="unknown sparkle"):
         CacheReader(unknown)
     shutil.rmtree(unknown)
+    bad_codec = _edited(store, tmp_path, lambda a: a.update(codec={"name": "int4"}))
+    with pytest.raises(StoreError, match="unknown codec 'int4'"):
+        CacheReader(bad_codec)
+    shutil.rmtree(bad_codec)
     missing = _edited(store, tmp_path, lambda a: a.pop("window_bp"))
     with pytest.raises(StoreError, match="missing window_bp"):
         CacheReader(missing)
