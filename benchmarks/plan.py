@@ -61,12 +61,15 @@ def main() -> None:
         for name, (shape, dtype, _) in specs.items():
             raw = math.prod(shape) * dtype.itemsize
             disk = folder_bytes(out / name)
-            arrays[name] = {"raw": raw, "disk": disk, "ratio": disk / raw, "estimate": estimate.arrays[name]}
+            arrays[name] = {
+                "raw": raw,
+                "disk": disk,
+                "ratio": disk / raw,
+                "estimate": estimate.arrays[name],
+            }
         meta = (out / "zarr.json").stat().st_size
         params = {
-            p.name: folder_bytes(p)
-            for p in out.iterdir()
-            if p.is_dir() and p.name not in specs
+            p.name: folder_bytes(p) for p in out.iterdir() if p.is_dir() and p.name not in specs
         }
         total = folder_bytes(out)
         planned = make_plan(cfg).bytes.total
@@ -78,11 +81,15 @@ def main() -> None:
             "plan": planned,
             "plan_error": planned / total - 1,
         }
-        print(f"{codec}: store {total:,} B, plan {planned:,} B ({planned / total - 1:+.2%}); "
-              f"group zarr.json {meta:,} B; parameter arrays {params}")
+        print(
+            f"{codec}: store {total:,} B, plan {planned:,} B ({planned / total - 1:+.2%}); "
+            f"group zarr.json {meta:,} B; parameter arrays {params}"
+        )
         for name, a in arrays.items():
-            print(f"  {name:<24} raw {a['raw']:>12,} disk {a['disk']:>12,} ratio {a['ratio']:.3f}"
-                  f" estimate {a['estimate']:>12,}")
+            print(
+                f"  {name:<24} raw {a['raw']:>12,} disk {a['disk']:>12,} ratio {a['ratio']:.3f}"
+                f" estimate {a['estimate']:>12,}"
+            )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

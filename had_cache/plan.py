@@ -34,11 +34,12 @@ COMPRESSION = {
     "int8": 0.94,
     "scale": 0.85,
     "index": 0.5,
-    "predictions": 0.80,
+    "predictions": 0.70,
     "parameters": 0.93,
 }
 """Bytes on disk per raw byte of each kind of array under zstd level 1 (writer.COMPRESSOR),
-measured on the demo teacher's stores (docs/benchmarks.md, "Plan"). Features barely compress;
+measured on the demo teacher's stores of 512 windows (`benchmarks/plan.py`, docs/benchmarks.md
+"Plan"; predictions: the three arrays of --predictions 16 together). Features barely compress;
 bases (2 bits of 8) and masks do."""
 METADATA_BYTES = {"group": 3_500, "array": 600}
 """The group's zarr.json (the store's attributes, provenance included) and one array's: measured

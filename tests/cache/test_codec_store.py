@@ -92,7 +92,9 @@ def test_a_resumed_stochastic_int8_store_writes_the_same_bytes(
     group[schema.SHARD_DONE][0] = False
     group[values][0:8] = 0
     group.attrs[schema.ATTRS_KEY] = dict(group.attrs[schema.ATTRS_KEY]) | {"complete": False}
-    extract_store(small_fasta, tiny_teacher, copy, codec="int8", stochastic_rounding=True, **OPTIONS)
+    extract_store(
+        small_fasta, tiny_teacher, copy, codec="int8", stochastic_rounding=True, **OPTIONS
+    )
     np.testing.assert_array_equal(zarr.open_group(str(copy))[values][:], before)
 
 
