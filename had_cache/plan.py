@@ -56,7 +56,6 @@ ASSUMED_GPU_FLOPS = 989e12
 ASSUMED_MFU = 0.4
 """Share of that peak the teacher's forward pass is assumed to reach. Not measured on a GPU yet
 (docs/benchmarks.md says so); --tokens-per-second replaces the whole estimate."""
-DEFAULT_GPUS = (1, 8, 64)
 
 
 @dataclass(frozen=True)

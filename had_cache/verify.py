@@ -272,7 +272,7 @@ def describe_store(path: Path, as_json: bool = False) -> list[str]:
             if a.has_predictions
             else "not stored (extract with --predictions K for soft targets)"
         ),
-        *_codec_lines(a),
+        *_codec_lines(a, path),
         *(
             [
                 f"replay     {a.n_records:,} draws of {a.replay['loci']:,} windows "
@@ -297,11 +297,12 @@ def describe_store(path: Path, as_json: bool = False) -> list[str]:
     ]
 
 
-def _codec_lines(a: schema.StoreAttrs) -> list[str]:
+def _codec_lines(a: schema.StoreAttrs, path: Path | str) -> list[str]:
     """The codec, its parameters, measured error and bytes per record (`had-cache inspect`)."""
-    from had_cache.plan import codec_label, estimate_bytes
+    from had_cache.plan import codec_label
+    from had_cache.reader import Location
 
-    per_record = estimate_bytes(a).per_record(a.n_records)
+    per_record = Location(path).nbytes() / max(1, a.n_records)
     lines = [
         f"codec      {codec_label(a)}: features {a.feature_tokens} tokens x "
         f"{a.codec.get('pca_dim') or a.hidden_size} per record"
@@ -317,7 +318,9 @@ def _codec_lines(a: schema.StoreAttrs) -> list[str]:
         )
     if not a.codec_fit:
         lines.append("  layer(s)   float16 as the teacher gave them (no codec parameters)")
-    lines.append(f"  on disk    ~{per_record / 1e3:,.1f} kB per record, everything counted")
+    lines.append(
+        f"  on disk    {per_record / 1e3:,.1f} kB per record, every file of the store counted"
+    )
     return lines
 
 
