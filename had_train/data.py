@@ -23,6 +23,7 @@ tokens' features on the device. Held-out records keep the store's masks (the ext
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -326,7 +327,10 @@ class PretrainBatches:
             pin_memory=pin_memory,
             prefetch_factor=2,
         )
-        return iter(loader)
+        codec = self.reader.codec
+        # Batches cross from the workers without their codec (its rotation and basis would be
+        # pickled with every step); this process's codec, its device copies made once, decodes.
+        return (dataclasses.replace(b, codec=codec) for b in loader)
 
 
 def prefetch(batches: Iterator[Batch], device: torch.device) -> Iterator[Batch]:
@@ -360,4 +364,6 @@ class _Steps(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         worker, n = (info.id, info.num_workers) if info else (0, 1)
         for step in itertools.count(self.start + worker, n):
-            yield self.batches.batch(step, self.rank, self.world_size)
+            yield dataclasses.replace(
+                self.batches.batch(step, self.rank, self.world_size), codec=None
+            )

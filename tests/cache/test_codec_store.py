@@ -135,6 +135,15 @@ def test_the_trainer_gets_decoded_features(stores: dict[str, Path]) -> None:
     assert moved.teacher.dtype == torch.float32
     assert tuple(moved.teacher.shape) == (4, a.n_visible, a.hidden_size)
     assert moved.scale is None and moved.codec is None
+    # From loader processes the batches arrive without the codec and are decoded by this
+    # process's own (whose device copies are made once): the same features.
+    import itertools
+
+    here = [b.to("cpu").teacher for b in itertools.islice(batches.iterate(0), 2)]
+    there = list(itertools.islice(batches.iterate(0, workers=1), 2))
+    assert all(b.codec is batches.reader.codec for b in there)
+    for a, b in zip(here, there, strict=True):
+        assert torch.equal(a, b.to("cpu").teacher)
 
 
 @pytest.mark.parametrize(

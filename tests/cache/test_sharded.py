@@ -110,6 +110,40 @@ def test_two_plain_processes_with_shard_r_of_2_write_the_single_process_store(
     assert_same_store(out, single)
 
 
+def test_racing_ranks_share_one_codec_fit(
+    small_fasta: Path, tiny_teacher: Path, tmp_path: Path
+) -> None:
+    """Two ranks started at once with --codec pca-int8: the one that creates the store fits
+    the PCA under the setup lock, the other reads it back; the store equals one process's."""
+    codec = ["--codec", "pca-int8", "--pca-dim", "8"]
+    out = tmp_path / "array.zarr"
+    args = [*extract_args(small_fasta, tiny_teacher, out), *codec]
+    entry = _entry(tmp_path)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(entry), *args, "--shard", f"{rank}/2"],
+            cwd=ROOT,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in (1, 0)
+    ]
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=240)
+        assert proc.returncode == 0, stderr[-3000:]
+    one = tmp_path / "one.zarr"
+    from click.testing import CliRunner
+
+    from had_cache.cli import main
+
+    result = CliRunner().invoke(main, [*extract_args(small_fasta, tiny_teacher, one), *codec])
+    assert result.exit_code == 0, result.output
+    assert CacheReader(out).attrs.codec_fit == CacheReader(one).attrs.codec_fit
+    assert_same_store(out, one)
+
+
 def test_ranks_come_from_the_launcher_or_shard() -> None:
     env = {"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "3"}
     with pytest.MonkeyPatch.context() as patch:
