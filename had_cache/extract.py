@@ -213,8 +213,14 @@ def plan_lines(
     if cfg.bed is not None:
         where += f", inside the regions of {cfg.bed}"
     stride = cfg.stride or cfg.window_bp
+    what = f"{attrs.n_records:,} windows"
+    if attrs.is_replay:
+        what = (
+            f"{attrs.n_records:,} replay records, drawn from {attrs.replay['loci']:,} windows "
+            f"with offsets 0-{attrs.replay['max_offset']:,},"
+        )
     lines = [
-        f"plan             {attrs.n_records:,} windows of {attrs.window_bp:,} bp "
+        f"plan             {what} of {attrs.window_bp:,} bp "
         f"(stride {stride:,}, strands {cfg.strands}) on {where}",
         f"                 {attrs.n_records * attrs.n_tokens:,} teacher tokens, "
         f"{attrs.n_masked} of {attrs.n_tokens} masked per window; skipped {skipped}"
