@@ -22,7 +22,8 @@
 #
 # a  store; pretrain had, mlm, distill, had-soft (seed 0); splice baselines on the same splits:
 #    the student from random init, the demo teacher probed and fine-tuned, k-mer LR, one-hot LR
-# b  splice: the seed-0 arms fine-tuned and linearly probed
+# b  splice: the seed-0 arms fine-tuned and linearly probed; the random-init student with
+#    attention pooling (the pooling variants of point 2)
 # c  dose-response: HAD (seed 0) from teachers of the demo teacher's shape and increasing
 #    strength (random weights; 300 training steps; the shipped demo teacher, 1,803 steps = a's
 #    had-s0), same windows and masks; HAD's gain over reconstruction only (teacher-free: mlm-s0)
@@ -114,7 +115,13 @@ if want a; then
     } | lanes
 fi
 if want b; then
-    for arm in $ARMS; do student_evals splice "$OUT/pretrain/$arm-s0" "$arm-s0"; done | lanes
+    {
+        for arm in $ARMS; do student_evals splice "$OUT/pretrain/$arm-s0" "$arm-s0"; done
+        # Point 2's last variant: the random-init student with learned attention pooling.
+        echo "splice-finetune-attention [ -f $OUT/eval/splice-finetune/attention/results.json ] || \
+$BIN/had-train eval --checkpoint none $(eval_common splice finetune | sed 's/center/attention/') \
+--models student --out $OUT/eval/splice-finetune/attention"
+    } | lanes
 fi
 if want c; then
     [ -f "$TEACHERS/random/model.safetensors" ] || "$BIN/python" -c \

@@ -104,6 +104,11 @@ def downstream_table(root: Path, task: str, mode: str) -> None:
             acc += replicate_scores(results, task, "student", "accuracy")
             mcc += replicate_scores(results, task, "student", "mcc")
         print(f"| {LABELS[arm]} | {pm(acc)} | {pm(mcc)} |")
+    attention = folder / "attention" / "results.json"
+    if attention.exists():
+        acc = replicate_scores(attention, task, "student", "accuracy")
+        mcc = replicate_scores(attention, task, "student", "mcc")
+        print(f"| no pretraining, attention pooling | {pm(acc)} | {pm(mcc)} |")
     base = folder / "baselines" / "results.json"
     for model, label in BASELINES.items():
         acc = replicate_scores(base, task, model, "accuracy")
