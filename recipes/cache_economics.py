@@ -137,6 +137,7 @@ def table(out: Path, plot: Path | None) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, name in (
@@ -158,6 +159,7 @@ def table(out: Path, plot: Path | None) -> None:
             else:
                 ax.axhline(y, linestyle="--", color="grey", label=r["label"])
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("store on disk (MB)")
         ax.set_ylabel(name)
     axes[1].legend(fontsize=7)

@@ -22,8 +22,15 @@
 # With a GPU the same commands run there (--device auto picks it); at the paper's scale use
 # BATCH=1024 STEPS=10000 and hg38 (`had-cache plan` first).
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cd "$ROOT"
+# Run from a snapshot of this file: bash reads a script as it goes, so editing the recipe while
+# it runs (for hours) would otherwise change what the running copy does next.
+if [ -z "${CACHE_ECON_ROOT:-}" ]; then
+    CACHE_ECON_ROOT=$(cd "$(dirname "$0")/.." && pwd)
+    snapshot=$(mktemp /tmp/cache_economics.XXXXXX.sh)
+    cp "$0" "$snapshot"
+    CACHE_ECON_ROOT=$CACHE_ECON_ROOT exec bash "$snapshot" "$@"
+fi
+cd "$CACHE_ECON_ROOT"
 BIN=${BIN:-.venv/bin}
 PY=${PY:-$BIN/python}
 OUT=${OUT:-runs/cache_econ}
@@ -67,7 +74,7 @@ job() {  # arm seed source-options... -> pretrain (or resume), score, probe on s
         nice -n 19 "$BIN/had-train" pretrain "$@" --out "$run" --seed "$seed" --steps "$STEPS" \
             --batch-size "$BATCH" --lr 2e-3 --save-every 200 --keep-last 2 $resume \
             > "$OUT/logs/$arm-s$seed.log" 2>&1
-        "$PY" recipes/cache_economics.py score "$OUT" "$run" >> "$OUT/logs/$arm-s$seed.log"
+        "$PY" recipes/cache_economics.py score "$OUT" "$run" >> "$OUT/logs/$arm-s$seed.log" 2>&1
     fi
     [ -f "$OUT/eval/$arm-s$seed/results.json" ] && return
     nice -n 19 "$BIN/had-train" eval --checkpoint "$run" --tasks splice --mode linear \
