@@ -97,7 +97,7 @@ _RECIPE = [
         type=click.Choice(windows.STRAND_CHOICES),
         default=_d("strands"),
         show_default=True,
-        help="`both` also caches every window's reverse complement as its own record.",
+        help="`both` also caches every window's reverse complement as its own record (in a replay store each draw's strand is a coin flip instead).",
     ),
     click.option(
         "--stride",
