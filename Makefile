@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # Extract -> pretrain -> eval on the embedded 9.5 Mb slice of human chrX, the embedded teacher and
-# the UCI splice-junction set; sized to finish in about 8 minutes (install included) on 2 CPU cores.
+# the UCI splice-junction set; sized to finish in about 10 minutes (install included) on 2 CPU cores.
 demo: $(STAMP)
 	rm -rf $(DEMO)
 	$(BIN)/had-cache extract --fasta demo --teacher demo --out $(DEMO_STORE) \
