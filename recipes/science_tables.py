@@ -182,6 +182,26 @@ def dose_table(root: Path) -> None:
         )
 
 
+def reference_lines(run: Path) -> tuple[float, float | None]:
+    """(context-count baseline, the teacher's own masked-base accuracy) on a run's held-out
+    records: from its held_out.json once it has finished, else computed the same way now."""
+    final = run / "held_out.json"
+    if final.exists():
+        h = json.loads(final.read_text())
+        return h["context_baseline"]["best_accuracy"], h.get("teacher_base_accuracy")
+    from had_train.data import PretrainBatches
+    from had_train.pretrain import context_baseline, load_run_config
+
+    cfg = load_run_config(run)
+    data = PretrainBatches(cfg.cache, cfg.batch_size, holdout_chunks=cfg.holdout_chunks)
+    held = data.records(data.held_out)
+    teacher = None
+    if held.soft is not None:
+        truth = held.seq.reshape(len(held.seq), -1, 6)[held.group_mask].long()
+        teacher = float((held.soft.float().reshape(-1, 6, 4).argmax(-1) == truth).float().mean())
+    return context_baseline(data)["best_accuracy"], teacher
+
+
 def plot(root: Path, path: Path) -> None:
     import matplotlib
 
@@ -203,11 +223,8 @@ def plot(root: Path, path: Path) -> None:
             ls="-" if seed == 0 else "--",
             label=f"{LABELS.get(arm, arm)}, seed {seed}",
         )
-        final = run / "held_out.json"
-        if final.exists():
-            h = json.loads(final.read_text())
-            context = h["context_baseline"]["best_accuracy"]
-            teacher = h.get("teacher_base_accuracy", teacher)
+        if context is None:
+            context, teacher = reference_lines(run)
     if context is not None:
         ax.axhline(context, color="k", ls=":", label="context-count baseline (best k)")
     if teacher is not None:
