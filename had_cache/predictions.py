@@ -24,10 +24,6 @@ import torch
 from had_cache import dna, tokenize
 
 N_KMERS = len(tokenize.KMERS)
-FIRST_KMER_ID = len(tokenize.SPECIAL_TOKENS)
-"""6-mer token ids are FIRST_KMER_ID + index, the index in NT's A, T, C, G product order."""
-_ACGT_FROM_NT = [tokenize.NT_BASE_ORDER.index(b) for b in dna.BASES[:4]]
-"""For A, C, G, T (our codes 0..3): the digit NT's product order gives that base."""
 DEFAULT_TOP_K = 0
 """`--predictions`: off unless asked (the soft-target arm of the science issue asks for 16)."""
 
@@ -43,7 +39,9 @@ class MaskedPredictions:
 
 def kmer_probabilities(logits: torch.Tensor) -> torch.Tensor:
     """Softmax over the 6-mer tokens of masked-LM logits [..., V] -> [..., 4096] (float32)."""
-    return torch.softmax(logits[..., FIRST_KMER_ID : FIRST_KMER_ID + N_KMERS].float(), dim=-1)
+    return torch.softmax(
+        logits[..., tokenize.FIRST_KMER_ID : tokenize.FIRST_KMER_ID + N_KMERS].float(), dim=-1
+    )
 
 
 def base_marginals(kmer_probs: torch.Tensor) -> torch.Tensor:
@@ -53,7 +51,7 @@ def base_marginals(kmer_probs: torch.Tensor) -> torch.Tensor:
     dims = range(len(lead), len(lead) + dna.K)
     per_position = [grid.sum(dim=[d for d in dims if d != j]) for j in dims]
     nt_order = torch.stack(per_position, dim=-2)  # [..., 6, 4] in A, T, C, G order
-    return nt_order[..., _ACGT_FROM_NT]
+    return nt_order[..., torch.as_tensor(tokenize.NT_DIGIT)]
 
 
 def masked_predictions(logits: torch.Tensor, mask: np.ndarray, top_k: int) -> MaskedPredictions:
@@ -77,5 +75,5 @@ def kmer_codes(index: np.ndarray) -> np.ndarray:
     """Our base codes [..., 6] of 6-mer indices [...] (NT's product order): to read top-k."""
     index = np.asarray(index, dtype=np.int64)
     digits = (index[..., None] // 4 ** np.arange(dna.K - 1, -1, -1)) % 4  # NT order digits
-    acgt_of_digit = np.argsort(_ACGT_FROM_NT)  # NT digit -> our code
+    acgt_of_digit = np.argsort(tokenize.NT_DIGIT)  # NT digit -> our code
     return acgt_of_digit[digits].astype(np.uint8)

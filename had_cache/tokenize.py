@@ -27,8 +27,10 @@ PAD_ID, MASK_ID, CLS_ID = TOKEN_ID["<pad>"], TOKEN_ID["<mask>"], TOKEN_ID["<cls>
 # NTv2 reads at most 2,048 tokens, `<cls>` included (max_position_embeddings 2,050).
 MAX_TOKENS = 2048
 
+FIRST_KMER_ID = len(SPECIAL_TOKENS)
+"""6-mer token ids are FIRST_KMER_ID + index, the index in NT's A, T, C, G product order."""
 # Our A,C,G,T codes -> digit in NT's A,T,C,G product order.
-_NT_DIGIT = np.array([0, 2, 3, 1], dtype=np.int64)  # A->0, C->2, G->3, T->1
+NT_DIGIT = np.array([NT_BASE_ORDER.index(b) for b in dna.BASES[:4]], dtype=np.int64)  # 0 2 3 1
 
 
 @dataclass(frozen=True)
@@ -73,9 +75,9 @@ def kmer_ids(codes: np.ndarray) -> np.ndarray:
         raise ValueError(f"window length {codes.shape[-1]} is not a multiple of {dna.K}")
     if dna.has_n(codes):
         raise ValueError("kmer_ids needs N-free windows; use tokenize() for sequences with N")
-    digits = _NT_DIGIT[codes.reshape(*codes.shape[:-1], -1, dna.K).astype(np.int64)]
+    digits = NT_DIGIT[codes.reshape(*codes.shape[:-1], -1, dna.K).astype(np.int64)]
     weights = 4 ** np.arange(dna.K - 1, -1, -1, dtype=np.int64)
-    return len(SPECIAL_TOKENS) + digits @ weights
+    return FIRST_KMER_ID + digits @ weights
 
 
 def with_cls(token_ids: np.ndarray) -> np.ndarray:

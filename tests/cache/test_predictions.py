@@ -18,7 +18,7 @@ from tests.conftest import extract_store, real_dna
 
 def test_marginals_of_one_6mer_are_its_bases() -> None:
     codes = dna.encode(real_dna(60))
-    index = tokenize.kmer_ids(codes) - predictions.FIRST_KMER_ID  # [10] 6-mer indices
+    index = tokenize.kmer_ids(codes) - tokenize.FIRST_KMER_ID  # [10] 6-mer indices
     probs = torch.nn.functional.one_hot(torch.as_tensor(index), predictions.N_KMERS).float()
     marginals = predictions.base_marginals(probs)  # [10, 6, 4]
     assert marginals.shape == (10, dna.K, 4)
