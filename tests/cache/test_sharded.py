@@ -63,6 +63,27 @@ def _env() -> dict[str, str]:
     return env | {"PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
 
 
+def _two_shards_at_once(tmp_path: Path, args: list[str]) -> list[tuple[str, str]]:
+    """Run `had-cache extract ARGS --shard 1/2` and `--shard 0/2` as two plain processes
+    started together (a job array's two tasks); (stdout, stderr) of each, both succeeded."""
+    entry = _entry(tmp_path)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(entry), *args, "--shard", f"{rank}/2"],
+            cwd=ROOT,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in (1, 0)
+    ]
+    outputs = [p.communicate(timeout=240) for p in procs]
+    for proc, (_, stderr) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, stderr[-3000:]
+    return outputs
+
+
 def test_torchrun_with_two_processes_writes_the_single_process_store(
     small_fasta: Path, tiny_teacher: Path, tmp_path: Path, single: Path
 ) -> None:
@@ -89,22 +110,7 @@ def test_two_plain_processes_with_shard_r_of_2_write_the_single_process_store(
 ) -> None:
     """Job-array style: no launcher, started at once, racing to create the store."""
     out = tmp_path / "array.zarr"
-    args = extract_args(small_fasta, tiny_teacher, out)
-    entry = _entry(tmp_path)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(entry), *args, "--shard", f"{rank}/2"],
-            cwd=ROOT,
-            env=_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for rank in (1, 0)
-    ]
-    outputs = [p.communicate(timeout=240) for p in procs]
-    for proc, (_, stderr) in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0, stderr[-3000:]
+    outputs = _two_shards_at_once(tmp_path, extract_args(small_fasta, tiny_teacher, out))
     # the last to finish marks the store complete (both, if they finish together)
     assert any("the store is complete" in stdout for stdout, _ in outputs)
     assert_same_store(out, single)
@@ -117,28 +123,9 @@ def test_racing_ranks_share_one_codec_fit(
     the PCA under the setup lock, the other reads it back; the store equals one process's."""
     codec = ["--codec", "pca-int8", "--pca-dim", "8"]
     out = tmp_path / "array.zarr"
-    args = [*extract_args(small_fasta, tiny_teacher, out), *codec]
-    entry = _entry(tmp_path)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(entry), *args, "--shard", f"{rank}/2"],
-            cwd=ROOT,
-            env=_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for rank in (1, 0)
-    ]
-    for proc in procs:
-        _, stderr = proc.communicate(timeout=240)
-        assert proc.returncode == 0, stderr[-3000:]
+    _two_shards_at_once(tmp_path, [*extract_args(small_fasta, tiny_teacher, out), *codec])
     one = tmp_path / "one.zarr"
-    from click.testing import CliRunner
-
-    from had_cache.cli import main
-
-    result = CliRunner().invoke(main, [*extract_args(small_fasta, tiny_teacher, one), *codec])
+    result = CliRunner().invoke(had_cache, [*extract_args(small_fasta, tiny_teacher, one), *codec])
     assert result.exit_code == 0, result.output
     assert CacheReader(out).attrs.codec_fit == CacheReader(one).attrs.codec_fit
     assert_same_store(out, one)
