@@ -37,7 +37,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from had_cache import ntv2, schema, windows  # noqa: E402
+from had_cache import dna, masking, ntv2, schema, windows  # noqa: E402
 from had_cache.extract import (  # noqa: E402
     FEATURES_TORCH_DTYPE,
     ExtractConfig,
@@ -132,8 +132,9 @@ def main() -> None:
     )
     fasta = windows.open_fasta(cfg.fasta)
     table = windows.plan_windows(fasta, cfg.window_bp, max_windows=cfg.max_windows, progress=False)
-    n_tokens = cfg.window_bp // 6
-    attrs = store_attrs(cfg, table, teacher.info, None, n_tokens, 26, "0" * 64)
+    n_tokens = dna.groups_per_window(cfg.window_bp)
+    n_masked = masking.n_masked(n_tokens, cfg.mask_ratio)
+    attrs = store_attrs(cfg, table, teacher.info, None, n_tokens, n_masked, "0" * 64)
     setup = time.perf_counter() - t_setup
     prefetch = Prefetcher(cfg.fasta, table, attrs, workers=0)
     spans = [
@@ -153,9 +154,7 @@ def main() -> None:
     best_bare, best_whole = min(bare), min(whole)
     wps = n / best_whole
     per_record_disk = size / n
-    per_record_raw = (
-        attrs.window_bp + attrs.n_tokens + attrs.n_visible * attrs.hidden_size * 2
-    )  # one layer
+    per_record_raw = schema.record_bytes(attrs)
     result = {
         "teacher": "random-weight " + args.shape if args.shape else args.teacher,
         "device": str(device),

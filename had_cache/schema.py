@@ -419,6 +419,16 @@ def index_arrays(attrs: StoreAttrs) -> tuple[str, ...]:
     return (*INDEX_ARRAYS, LOCUS, OFFSET) if attrs.is_replay else INDEX_ARRAYS
 
 
+def record_bytes(attrs: StoreAttrs) -> int:
+    """Uncompressed bytes of one record in the arrays written shard by shard (everything but the
+    index arrays and the done markers): the unit of disk-space and throughput estimates."""
+    return sum(
+        int(np.prod(shape[1:])) * dtype.itemsize
+        for name, (shape, dtype, _) in array_specs(attrs).items()
+        if name not in (*index_arrays(attrs), attrs.done_array)
+    )
+
+
 def feature_arrays(attrs: StoreAttrs, layer: int) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
     """name -> (dtype, trailing shape) of the per-record arrays holding one layer's features:
     `teacher_layer_L` (the codec's values) and, for int8 codecs, `teacher_layer_L_scale`."""

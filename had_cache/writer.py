@@ -486,12 +486,7 @@ class StoreWriter:
     def shard_bytes(self, shard: int) -> int:
         """Uncompressed payload of one shard (an upper bound on what it takes on disk)."""
         rows = self.attrs.shard_slice(shard)
-        per_record = sum(
-            int(np.prod(shape[1:])) * dtype.itemsize
-            for name, (shape, dtype, _) in schema.array_specs(self.attrs).items()
-            if name not in (*schema.index_arrays(self.attrs), self.attrs.done_array)
-        )
-        return (rows.stop - rows.start) * per_record
+        return (rows.stop - rows.start) * schema.record_bytes(self.attrs)
 
     def _shard_key(self, name: str, shard: int) -> str:
         array = self.group[name]
