@@ -47,9 +47,7 @@ class Batch:
     record: torch.Tensor  # int64 [B] record ids (for error messages)
     seq: torch.Tensor  # uint8 [B, W] unmasked base codes (int64 after .to)
     group_mask: torch.Tensor  # bool [B, T]
-    teacher: (
-        torch.Tensor
-    )  # the codec's values [B, T - M or T, D or R] (float32 [B, T - M, D] after .to)
+    teacher: torch.Tensor  # codec values [B, T - M or T, D or R]; float32 [B, T - M, D] after .to
     soft: torch.Tensor | None = None  # float16 [B, M, 6, 4] teacher's base marginals, if stored
     scale: torch.Tensor | None = None  # float32 [B, T - M or T]: int8 codecs' row scales
     codec: codecs.FeatureCodec | None = None  # how `teacher` (and `scale`) decode; None: float
