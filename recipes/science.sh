@@ -42,14 +42,26 @@ fi
 cd "$SCIENCE_ROOT"
 BIN=${BIN:-.venv/bin}
 OUT=${OUT:-runs/science}
-STEPS=${STEPS:-1200}  # the first attempt ran 2,400 (docs/results.md); HAD passed the count model by 800
+STEPS=${STEPS:-800}  # ~40 min per arm on an idle core (2.9 s/step): a session's two lanes finish
+# the four seed-0 arms and their splice evaluations (the first attempt, 2,400 steps, did not)
 ARMS=${ARMS:-"had mlm distill had-soft"}
 REPLICATES=${REPLICATES:-3}
 PHASES=${PHASES:-"a b c d e"}
 STORE=$OUT/chrX_demo_pred.had.zarr
 TEACHERS=$OUT/teachers
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-mkdir -p "$OUT/logs" "$TEACHERS"
+
+# The small files every table is made from (no checkpoints), copied into the repository after
+# each phase: run folders need not outlive a session, the figures must.
+ARCHIVE=${ARCHIVE:-docs/science_runs}
+mkdir -p "$OUT/logs" "$TEACHERS" "$ARCHIVE"
+archive() {
+    (cd "$OUT" && find . \( \( -path "./pretrain/*" -o -path "./eval/*" -o -path "./dose/*" \) \
+        \( -name val.csv -o -name held_out.json -o -name pretrain_config.json \
+        -o -name results.json -o -name usage.json \) -not -path "*/step-*" \
+        -o -path "./teachers/*.csv" \) -print0 |
+        xargs -0 -r cp --parents -t "$SCIENCE_ROOT/$ARCHIVE")
+}
 
 want() { [[ " $PHASES " == *" $1 "* ]]; }
 
@@ -113,6 +125,7 @@ if want a; then
         for arm in $ARMS; do pretrain "$STORE" "$OUT/pretrain/$arm-s0" "$arm" 0; done
         baselines splice
     } | lanes
+    archive
 fi
 if want b; then
     {
@@ -122,6 +135,7 @@ if want b; then
 $BIN/had-train eval --checkpoint none $(eval_common splice finetune | sed 's/center/attention/') \
 --models student --out $OUT/eval/splice-finetune/attention"
     } | lanes
+    archive
 fi
 if want c; then
     [ -f "$TEACHERS/random/model.safetensors" ] || "$BIN/python" -c \
@@ -138,15 +152,18 @@ if want c; then
     for teacher in random steps300; do
         student_evals splice "$OUT/dose/$teacher/had-s0" "dose-$teacher"
     done | grep finetune | lanes
+    archive
 fi
 if want d; then
     for arm in $ARMS; do pretrain "$STORE" "$OUT/pretrain/$arm-s1" "$arm" 1; done | lanes
     for arm in $ARMS; do student_evals splice "$OUT/pretrain/$arm-s1" "$arm-s1"; done | lanes
+    archive
 fi
 if want e; then
     {
         baselines oct4_mafk
         for run in "$OUT"/pretrain/*-s*; do student_evals oct4_mafk "$run" "$(basename "$run")"; done
     } | lanes
+    archive
 fi
 "$BIN/python" recipes/science_tables.py "$OUT"
