@@ -51,15 +51,16 @@ STORE=$OUT/chrX_demo_pred.had.zarr
 TEACHERS=$OUT/teachers
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
-# The small files every table is made from (no checkpoints), copied into the repository after
-# each phase: run folders need not outlive a session, the figures must.
+# The small files every table is made from (no checkpoints; of a store only its attributes),
+# copied into the repository after each phase: run folders need not outlive a session, the
+# figures must.
 ARCHIVE=${ARCHIVE:-docs/science_runs}
 mkdir -p "$OUT/logs" "$TEACHERS" "$ARCHIVE"
 archive() {
     (cd "$OUT" && find . \( \( -path "./pretrain/*" -o -path "./eval/*" -o -path "./dose/*" \) \
         \( -name val.csv -o -name held_out.json -o -name pretrain_config.json \
         -o -name results.json -o -name usage.json \) -not -path "*/step-*" \
-        -o -path "./teachers/*.csv" \) -print0 |
+        -o -path "./teachers/*.csv" -o -path "*.had.zarr/zarr.json" \) -print0 |
         xargs -0 -r cp --parents -t "$SCIENCE_ROOT/$ARCHIVE")
 }
 
