@@ -2,6 +2,9 @@
 `recipes/science.sh` wrote so far (missing runs are shown as such, never guessed).
 
 python recipes/science_tables.py [runs/science] [--plot docs/results_pretraining.png]
+
+The recipe copies these files to docs/science_runs/ after each phase; point this script there to
+print the committed figures.
 """
 
 from __future__ import annotations
@@ -182,9 +185,10 @@ def dose_table(root: Path) -> None:
         )
 
 
-def reference_lines(run: Path) -> tuple[float, float | None]:
+def reference_lines(run: Path) -> tuple[float | None, float | None]:
     """(context-count baseline, the teacher's own masked-base accuracy) on a run's held-out
-    records: from its held_out.json once it has finished, else computed the same way now."""
+    records: from its held_out.json once it has finished, else computed the same way now (if
+    its store is here: an archived run in progress has only its curve)."""
     final = run / "held_out.json"
     if final.exists():
         h = json.loads(final.read_text())
@@ -193,6 +197,8 @@ def reference_lines(run: Path) -> tuple[float, float | None]:
     from had_train.pretrain import context_baseline, load_run_config
 
     cfg = load_run_config(run)
+    if not Path(cfg.cache).exists():
+        return None, None
     data = PretrainBatches(cfg.cache, cfg.batch_size, holdout_chunks=cfg.holdout_chunks)
     held = data.records(data.held_out)
     teacher = None
