@@ -15,9 +15,10 @@
 # of those held-out bases (fp16, masked teacher: HAD's own targets), in the full teacher space,
 # then its encoder is linearly probed on the UCI splice task (REPLICATES splits).
 #
-# On this 2-core CPU: the stores take ~30 min (demo teacher, ~35 windows/s); one pretraining
-# run of 2,400 steps x 8 is ~2 h on an idle core, so 6 arms x 2 seeds ~ 12 h on two lanes. Every
-# step skips what is finished and resumes what is not. Tiny check of the whole flow:
+# On this 2-core CPU (sized to fit one session): the stores take ~15 min (demo teacher, ~35
+# windows/s; replay stores hold STEPS x BATCH = 3,200 records); one pretraining run of 400 steps
+# x 8 is ~20 min on an idle core (2.9 s/step), so 6 arms x 2 seeds ~ 2 h on two lanes. Every step
+# skips what is finished and resumes what is not. Tiny check of the whole flow:
 #   STEPS=4 BATCH=4 MAX_WINDOWS=64 SEEDS=0 REPLICATES=1 OUT=/tmp/ce bash recipes/cache_economics.sh
 # With a GPU the same commands run there (--device auto picks it); at the paper's scale use
 # BATCH=1024 STEPS=10000 and hg38 (`had-cache plan` first).
@@ -34,7 +35,7 @@ cd "$CACHE_ECON_ROOT"
 BIN=${BIN:-.venv/bin}
 PY=${PY:-$BIN/python}
 OUT=${OUT:-runs/cache_econ}
-STEPS=${STEPS:-2400}
+STEPS=${STEPS:-400}
 BATCH=${BATCH:-8}
 SEEDS=${SEEDS:-"0 1"}
 REPLICATES=${REPLICATES:-3}
