@@ -3,7 +3,8 @@
 #
 #   bash recipes/science.sh                       # resumable: rerun to continue where it stopped
 #   PHASES="a b" bash recipes/science.sh          # only some phases
-#   python recipes/science_tables.py runs/science --plot docs/results_pretraining.png
+#   python recipes/science_tables.py runs/science --plot docs/results_pretraining.png \
+#       --dose-plot docs/results_dose.png
 #
 # On this 2-core CPU the whole recipe is many hours (a pretraining run of 1,200 steps x 8
 # windows is ~1 h on one idle core; fine-tuning one model on splice ~10 min, on oct4_mafk ~1 h),

@@ -2,6 +2,7 @@
 `recipes/science.sh` wrote so far (missing runs are shown as such, never guessed).
 
 python recipes/science_tables.py [runs/science] [--plot docs/results_pretraining.png]
+    [--dose-plot docs/results_dose.png]
 
 The recipe copies these files to docs/science_runs/ after each phase; point this script there to
 print the committed figures.
@@ -244,10 +245,42 @@ def plot(root: Path, path: Path) -> None:
     print(f"\nplot: {path}")
 
 
+def dose_plot(root: Path, path: Path) -> None:
+    """HAD's gain over reconstruction only against the teacher's strength (issue 18, point 6)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in dose_rows(root) if r["gate_accuracy"] is not None]
+    if not rows:
+        print(f"\nno dose-response plot: no teacher store under {root} yet")
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, key, label in (
+        (axes[0], "recon_gain", "held-out masked-base accuracy"),
+        (axes[1], "splice_gain", "splice fine-tuned accuracy"),
+    ):
+        points = [(r["gate_accuracy"], r[key], r["teacher"]) for r in rows if r[key] is not None]
+        if points:
+            ordered = sorted(points)
+            ax.plot([x for x, _, _ in ordered], [y for _, y, _ in ordered], marker="o")
+            for x, y, name in points:
+                ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.axhline(0, color="k", lw=0.8)
+        ax.margins(x=0.2)
+        ax.set_xlabel("teacher's held-out masked-6-mer accuracy (gate)")
+        ax.set_ylabel(f"HAD minus recon only: {label}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"\ndose-response plot: {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("root", nargs="?", default="runs/science", type=Path)
-    parser.add_argument("--plot", type=Path, default=None)
+    parser.add_argument("--plot", type=Path, default=None, help="the held-out curves (PNG)")
+    parser.add_argument("--dose-plot", type=Path, default=None, help="the dose-response (PNG)")
     args = parser.parse_args()
     pretraining_table(args.root)
     for task, mode in (
@@ -260,6 +293,8 @@ def main() -> None:
     dose_table(args.root)
     if args.plot:
         plot(args.root, args.plot)
+    if args.dose_plot:
+        dose_plot(args.root, args.dose_plot)
 
 
 if __name__ == "__main__":
