@@ -23,7 +23,6 @@ with the teacher it already holds and keep `DriftReport.to_json()` in the store'
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,13 +37,12 @@ from had_cache import teacher as teacher_mod
 from had_cache.extract import ExtractConfig
 from had_common import device as device_rule
 from had_common.errors import ConfigError
+from had_common.stats import ratio_interval
 
 DEFAULT_WINDOWS = ExtractConfig.drift_windows
 """Windows drawn by default (as a full-teacher extraction measures it): enough for an interval
 of a few percent of D on real DNA."""
 CONFIDENCE = 0.95
-Z_95 = 1.959963984540054
-"""The standard normal's 97.5% quantile: the half-width of a 95% interval in standard errors."""
 
 FeatureFn = Callable[[np.ndarray], torch.Tensor]
 """6-mer ids [B, T] (masked groups as `<mask>` or not) -> features [B, T, D] of one layer."""
@@ -84,15 +82,6 @@ class DriftReport:
             f"({self.visible_tokens:,} visible tokens; {where}mask ratio {self.mask_ratio}): "
             f"E||T(x_masked)_v - T(x)_v||^2 is {self.drift:.1%} of the visible features' variance"
         )
-
-
-def ratio_interval(a: np.ndarray, b: np.ndarray, z: float = Z_95) -> tuple[float, float, float]:
-    """(sum a / sum b, low, high): a ratio of per-unit sums and its delta-method interval."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    ratio = float(a.sum() / b.sum())
-    n = len(a)
-    se = float(np.std(a - ratio * b, ddof=1) / (math.sqrt(n) * b.mean())) if n > 1 else math.inf
-    return ratio, ratio - z * se, ratio + z * se
 
 
 @torch.inference_mode()

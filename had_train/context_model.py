@@ -82,7 +82,21 @@ class ContextCounts:
 
     def accuracy(self, seq: np.ndarray, group_mask: np.ndarray) -> tuple[float, int]:
         """(share of masked A/C/G/T bases predicted right, how many were scored)."""
+        correct, scored = self.correct_by_window(seq, group_mask)
+        total = int(scored.sum())
+        return (float(correct.sum() / total) if total else float("nan")), total
+
+    def correct_by_window(
+        self, seq: np.ndarray, group_mask: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(masked A/C/G/T bases predicted right [N], bases scored [N]) per window: the unit a
+        comparison with a student resamples."""
         _, truth = masked_contexts(seq, group_mask, 0)
         known = truth < dna.N
-        correct = (self.predict(seq, group_mask) == truth)[known]
-        return (float(correct.mean()) if correct.size else float("nan")), int(correct.size)
+        hits = (self.predict(seq, group_mask) == truth) & known
+        rows, _ = np.nonzero(np.asarray(group_mask, dtype=bool))
+        n = len(seq)
+        return (
+            np.bincount(rows, weights=hits.sum(1), minlength=n).astype(np.int64),
+            np.bincount(rows, weights=known.sum(1), minlength=n).astype(np.int64),
+        )

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -37,6 +38,7 @@ from had_common.errors import ConfigError, HadError
 from had_common.files import atomic_write_text
 from had_common.lock import FileLock
 from had_common.provenance import provenance
+from had_common.stats import ratio_interval
 from had_common.versions import check_readable
 from had_train import checkpoint, losses, online, parallel
 from had_train.context_model import MAX_K, ContextCounts
@@ -270,6 +272,10 @@ def config_from_options(
         cache, out = cache or file_cache, out or file_out
         options |= {k: v for k, v in from_file.items() if k not in given}
         given |= set(from_file)
+    if cache is None and options.get("online_teacher") is None and resume and out is not None:
+        saved = load_run_config(Path(out))  # `--resume --out RUN` alone: the run names its data
+        cache = saved.cache
+        options |= {"online_teacher": saved.online_teacher, "fasta": saved.fasta}
     if cache is None and options.get("online_teacher") is None:
         raise ConfigError(
             "--cache STORE (or --online-teacher TEACHER --fasta FASTA) is needed, on the "
@@ -774,9 +780,21 @@ def train(s: Session, progress: bool = True) -> Path:
             f"{report['alignment_cosine']:.4f}, reconstruction accuracy "
             f"{report['reconstruction_accuracy']:.4f} (context-count baseline "
             f"{report['context_baseline']['best_accuracy']:.4f}, "
-            f"k = {report['context_baseline']['best_k']})"
+            f"k = {report['context_baseline']['best_k']}{lead_text(report)})"
         )
     return s.latest
+
+
+def lead_text(report: dict[str, Any]) -> str:
+    """The student's lead over the context-count model, for the end-of-run line (or "")."""
+    lead = report.get("versus_context")
+    if not lead:
+        return ""
+    low, high = lead["ci95"]
+    return (
+        f"; the student {lead['difference']:+.4f} over it, 95% CI {low:+.4f} to {high:+.4f} "
+        f"over {lead['windows']:,} windows"
+    )
 
 
 def drift_line(attrs: Any) -> str:
@@ -816,10 +834,13 @@ def held_out_metrics(
     """Both objectives on records never trained on: how well the student matches the teacher
     (mean per-token cosine of its aligned features; R², the share of the teacher features'
     variance around their mean that it explains, which a constant vector cannot game) and how
-    well it reconstructs masked bases."""
+    well it reconstructs masked bases; with `baseline`, also the context-count model's accuracy
+    on the same bases and the student's lead over it with a 95% interval over held-out windows
+    (`versus_context`: what "clearly beats local base statistics" means)."""
     was_training = model.training
     model.eval()
     cos_sum = mse_sum = correct = teacher_correct = n_bases = n_tokens = 0.0
+    correct_by_window, scored_by_window = [], []
     width = data.attrs.hidden_size
     t_sum = torch.zeros(width, dtype=torch.float64)
     t_sq = torch.zeros(width, dtype=torch.float64)
@@ -835,7 +856,10 @@ def held_out_metrics(
         t_sq += (flat**2).sum(0)
         targets = model.reconstruction_targets(part.seq, part.group_mask)
         valid = targets != losses.IGNORE_INDEX
-        correct += float((out.recon_logits.argmax(-1) == targets)[valid].sum())
+        hits = (out.recon_logits.argmax(-1) == targets) & valid
+        correct += float(hits.sum())
+        correct_by_window.append(hits.reshape(len(hits), -1).sum(1).cpu())
+        scored_by_window.append(valid.reshape(len(valid), -1).sum(1).cpu())
         if part.soft is not None:  # the teacher's own guess of each masked base
             guess = part.soft.reshape(out.recon_logits.shape).argmax(-1)
             teacher_correct += float((guess == targets)[valid].sum())
@@ -857,7 +881,13 @@ def held_out_metrics(
             if data.attrs.has_predictions
             else {}
         )
-        | ({"context_baseline": context_baseline(data)} if baseline else {})
+        | (
+            versus_context(
+                data, torch.cat(correct_by_window).numpy(), torch.cat(scored_by_window).numpy()
+            )
+            if baseline
+            else {}
+        )
     )
 
 
@@ -865,23 +895,49 @@ CONTEXT_FIT_RECORDS = 20_000
 """Training records the context-count baseline is fitted on (whole chunks, spread evenly)."""
 
 
-def context_baseline(data: PretrainBatches | OnlineBatches) -> dict[str, Any]:
+def context_baseline(
+    data: PretrainBatches | OnlineBatches,
+) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]:
     """Masked-base accuracy of context-count models (k = 0..4 bases either side of a hidden
     group, `context_model.ContextCounts`) fitted on training records and scored on the
     held-out ones: the accuracy a student's reconstruction must beat to have learnt more than
-    local base statistics. `best` is the best k on the held-out records (generous to it)."""
+    local base statistics. `best` is the best k on the held-out records (generous to it).
+    Also the best k's (correct, scored) bases per held-out window, for paired comparisons."""
     seq, mask = data.training_windows(CONTEXT_FIT_RECORDS)
     model = ContextCounts(MAX_K).fit(seq, mask)
     held_seq, held_mask = data.held_out_windows()
-    by_k = {}
+    by_k, by_window = {}, {}
     for k in range(MAX_K + 1):
         sub = ContextCounts(k)
         sub.counts = model.counts[: k + 1]
-        by_k[str(k)] = sub.accuracy(held_seq, held_mask)[0]
+        hits, scored = sub.correct_by_window(held_seq, held_mask)
+        by_k[str(k)] = float(hits.sum() / scored.sum())
+        by_window[str(k)] = (hits, scored)
     best = max(by_k, key=by_k.get)
-    return {
+    report = {
         "accuracy_by_k": by_k,
         "best_k": int(best),
         "best_accuracy": by_k[best],
         "fit_records": int(seq.shape[0]),
     }
+    return report, by_window[best]
+
+
+def versus_context(
+    data: PretrainBatches | OnlineBatches, correct: np.ndarray, scored: np.ndarray
+) -> dict[str, Any]:
+    """The context-count baseline, and the student's masked-base accuracy minus the baseline's
+    on the same held-out bases, with a 95% interval that resamples held-out windows (paired:
+    both models are scored on every window). Given per-window (correct, scored) of the
+    student, in held-out order."""
+    report, (base_correct, base_scored) = context_baseline(data)
+    out: dict[str, Any] = {"context_baseline": report}
+    if len(scored) == len(base_scored) and np.array_equal(scored, base_scored):
+        lead, low, high = ratio_interval(correct - base_correct, scored)
+        out["versus_context"] = {
+            "difference": lead,
+            "ci95": [low, high],
+            "windows": len(scored),
+            "bases": int(scored.sum()),
+        }
+    return out

@@ -59,9 +59,9 @@ def val_curve(run: Path) -> list[dict[str, float]]:
 def pretraining_table(root: Path) -> None:
     print(
         "| arm | seed | steps | held-out masked-base accuracy | context-count baseline (best k) "
-        "| teacher's own | align R² | align cosine |"
+        "| lead over it (95% CI, windows) | teacher's own | align R² | align cosine |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for run in runs(root):
         arm, seed = arm_seed(run)
         final = run / "held_out.json"
@@ -69,9 +69,15 @@ def pretraining_table(root: Path) -> None:
             h = json.loads(final.read_text())
             ctx = h["context_baseline"]
             steps = json.loads((run / "pretrain_config.json").read_text())["steps"]
+            lead = h.get("versus_context")
+            lead = (
+                f"{lead['difference']:+.4f} ({lead['ci95'][0]:+.4f} to {lead['ci95'][1]:+.4f})"
+                if lead
+                else "–"
+            )
             print(
                 f"| {LABELS.get(arm, arm)} | {seed} | {steps} | {h['reconstruction_accuracy']:.4f} "
-                f"| {ctx['best_accuracy']:.4f} (k = {ctx['best_k']}) "
+                f"| {ctx['best_accuracy']:.4f} (k = {ctx['best_k']}) | {lead} "
                 f"| {h.get('teacher_base_accuracy', float('nan')):.4f} "
                 f"| {h['alignment_r2']:.4f} | {h['alignment_cosine']:.4f} |"
             )
@@ -81,11 +87,11 @@ def pretraining_table(root: Path) -> None:
             last = curve[-1]
             print(
                 f"| {LABELS.get(arm, arm)} | {seed} | {int(last['step'])} (running) "
-                f"| {last['reconstruction_accuracy']:.4f} | | | {last['alignment_r2']:.4f} "
+                f"| {last['reconstruction_accuracy']:.4f} | | | | {last['alignment_r2']:.4f} "
                 f"| {last['alignment_cosine']:.4f} |"
             )
         else:
-            print(f"| {LABELS.get(arm, arm)} | {seed} | not scored yet | | | | | |")
+            print(f"| {LABELS.get(arm, arm)} | {seed} | not scored yet | | | | | | |")
 
 
 def replicate_scores(results: Path, task: str, model: str, metric: str) -> list[float]:
@@ -206,7 +212,7 @@ def reference_lines(run: Path) -> tuple[float | None, float | None]:
     if held.soft is not None:
         truth = held.seq.reshape(len(held.seq), -1, 6)[held.group_mask].long()
         teacher = float((held.soft.float().reshape(-1, 6, 4).argmax(-1) == truth).float().mean())
-    return context_baseline(data)["best_accuracy"], teacher
+    return context_baseline(data)[0]["best_accuracy"], teacher
 
 
 def plot(root: Path, path: Path) -> None:

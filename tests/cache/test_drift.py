@@ -13,8 +13,9 @@ from click.testing import CliRunner
 
 from had_cache import dna, masking, tokenize
 from had_cache.cli import main
-from had_cache.drift import measure_drift, ratio_interval, teacher_features
+from had_cache.drift import measure_drift, teacher_features
 from had_cache.teacher import load_teacher
+from had_common.stats import ratio_interval
 from tests.conftest import real_dna
 from tests.helpers import one_torch_thread  # noqa: F401
 

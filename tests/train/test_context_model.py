@@ -55,3 +55,21 @@ def test_unseen_contexts_back_off_to_the_positions_commonest_base() -> None:
 def test_k_is_bounded() -> None:
     with pytest.raises(ValueError, match="0..4"):
         ContextCounts(5)
+
+
+def test_per_window_counts_are_the_accuracy_split_by_window() -> None:
+    """A paired comparison with a student resamples windows: each window's counts are its own
+    (a window with no masked group, or only hidden Ns, scores nothing)."""
+    train = np.tile(dna.encode("GGGGGG" * 4), (10, 1))
+    model = ContextCounts(2).fit(train, np.array([[False, True, False, False]] * 10))
+    seq = np.stack(
+        [
+            dna.encode("GGGGGG" * 4),
+            dna.encode("GGGGGG" + "GGGAAA" + "NNNNNN" + "GGGGGG"),
+            dna.encode("ACGTAC" * 4),
+        ]
+    )
+    mask = np.array([[True, True, False, False], [False, True, True, False], [False] * 4])
+    correct, scored = model.correct_by_window(seq, mask)
+    assert correct.tolist() == [12, 3, 0] and scored.tolist() == [12, 6, 0]
+    assert model.accuracy(seq, mask) == (15 / 18, 18)

@@ -90,6 +90,12 @@ def test_objectives_and_held_out_chunks(store: Path, tmp_path: Path) -> None:
         held = ContextCounts(context["best_k"]).fit(seq, mask).accuracy(*data.held_out_windows())
         assert context["best_accuracy"] == pytest.approx(held[0])
         assert context["best_accuracy"] == max(context["accuracy_by_k"].values())
+        lead = report.pop("versus_context")  # paired over the same held-out bases
+        assert lead["windows"] == len(data.held_out) and lead["bases"] == held[1]
+        assert lead["difference"] == pytest.approx(
+            report["reconstruction_accuracy"] - context["best_accuracy"]
+        )
+        assert lead["ci95"][0] < lead["difference"] < lead["ci95"][1]
         assert report == pytest.approx(
             _held_out_by_hand(HadStudentForPretraining.from_pretrained(final), data), rel=1e-5
         )
@@ -235,6 +241,10 @@ def test_resume_keeps_the_runs_options_and_takes_only_resumable_overrides(tmp_pa
         config_from_options(Path("new.zarr"), run, True, {"lr"}, **(options | {"lr": 1e-2}))
     fresh = config_from_options(Path("data/hg38.had.zarr"), None, False, set(), **options)
     assert fresh.out == "runs/hg38" and fresh.lr == 8e-3
+    alone = config_from_options(None, run, True, set(), **options)  # `--resume --out RUN`
+    assert (alone.cache, alone.steps, alone.lr) == ("old.zarr", 10, 3e-3)
+    with pytest.raises(ConfigError, match="--cache STORE"):
+        config_from_options(None, run, False, set(), **options)
 
 
 def test_had_soft_trains_on_the_teachers_predictions(
