@@ -60,6 +60,9 @@ CONFIG_FILE = "pretrain_config.json"
 LOSSES_FILE = "losses.csv"
 PROVENANCE_FILE = "provenance.json"
 HELD_OUT_FILE = "held_out.json"
+HELD_OUT_WINDOWS_FILE = "held_out_windows.csv"
+"""Per held-out window: its record, masked bases scored and predicted right. Two runs on one
+store are compared window by window from these (a paired interval: `paired_difference`)."""
 USAGE_FILE = "usage.json"
 """How many times the run used each training record (min, mean, max): a replay store's
 records are draws meant to be used about once each."""
@@ -773,8 +776,9 @@ def train(s: Session, progress: bool = True) -> Path:
             f"over {usage['steps']:,} steps of {usage['batch_size']:,}"
         )
     if len(s.data.held_out) and main:
-        report = held_out_metrics(s.model, s.data, s.device, s.micro_batch)
-        (s.run_dir / HELD_OUT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+        scores = score_held_out(s.model, s.data, s.device, s.micro_batch)
+        scores.write(s.run_dir)
+        report = scores.report
         tqdm.write(
             f"held out: {report['records']} records, alignment cosine "
             f"{report['alignment_cosine']:.4f}, reconstruction accuracy "
@@ -823,7 +827,40 @@ def record_usage(data: PretrainBatches | OnlineBatches, steps: int) -> dict[str,
     }
 
 
-@torch.no_grad()
+@dataclass
+class HeldOutScores:
+    """`held_out.json`'s report, and the student's masked-base counts per held-out window."""
+
+    report: dict[str, Any]
+    records: np.ndarray
+    scored: np.ndarray
+    correct: np.ndarray
+
+    def write(self, run_dir: Path) -> None:
+        atomic_write_text(run_dir / HELD_OUT_FILE, json.dumps(self.report, indent=2) + "\n")
+        rows = "".join(
+            f"{r},{s},{c}\n"
+            for r, s, c in zip(self.records, self.scored, self.correct, strict=True)
+        )
+        atomic_write_text(run_dir / HELD_OUT_WINDOWS_FILE, "record,scored,correct\n" + rows)
+
+
+def read_held_out_windows(run_dir: Path) -> dict[str, np.ndarray]:
+    """A run's `held_out_windows.csv` as arrays (record, scored, correct)."""
+    table = np.loadtxt(Path(run_dir) / HELD_OUT_WINDOWS_FILE, delimiter=",", skiprows=1, ndmin=2)
+    return {k: table[:, i].astype(np.int64) for i, k in enumerate(("record", "scored", "correct"))}
+
+
+def paired_difference(run_a: Path, run_b: Path) -> dict[str, Any]:
+    """Masked-base accuracy of run a minus run b on the same held-out bases, with a 95%
+    interval over windows (both runs must have scored the same windows of one store)."""
+    a, b = read_held_out_windows(run_a), read_held_out_windows(run_b)
+    if not (np.array_equal(a["record"], b["record"]) and np.array_equal(a["scored"], b["scored"])):
+        raise ConfigError(f"{run_a} and {run_b} were not scored on the same held-out bases")
+    difference, low, high = ratio_interval(a["correct"] - b["correct"], a["scored"])
+    return {"difference": difference, "ci95": [low, high], "windows": len(a["record"])}
+
+
 def held_out_metrics(
     model: HadStudentForPretraining,
     data: PretrainBatches | OnlineBatches,
@@ -831,6 +868,18 @@ def held_out_metrics(
     batch_size: int,
     baseline: bool = True,
 ) -> dict[str, Any]:
+    """`score_held_out`'s report (`held_out.json`; val.csv's columns without `baseline`)."""
+    return score_held_out(model, data, device, batch_size, baseline).report
+
+
+@torch.no_grad()
+def score_held_out(
+    model: HadStudentForPretraining,
+    data: PretrainBatches | OnlineBatches,
+    device: torch.device,
+    batch_size: int,
+    baseline: bool = True,
+) -> HeldOutScores:
     """Both objectives on records never trained on: how well the student matches the teacher
     (mean per-token cosine of its aligned features; R², the share of the teacher features'
     variance around their mean that it explains, which a constant vector cannot game) and how
@@ -866,7 +915,9 @@ def held_out_metrics(
         n_bases += float(valid.sum())
     model.train(was_training)
     total_var = float((t_sq - t_sum**2 / n_tokens).sum())  # sum of squares around the mean
-    return (
+    correct_w = torch.cat(correct_by_window).numpy()
+    scored_w = torch.cat(scored_by_window).numpy()
+    report = (
         {
             "records": len(data.held_out),
             "first_record": int(data.held_out[0]),
@@ -881,14 +932,9 @@ def held_out_metrics(
             if data.attrs.has_predictions
             else {}
         )
-        | (
-            versus_context(
-                data, torch.cat(correct_by_window).numpy(), torch.cat(scored_by_window).numpy()
-            )
-            if baseline
-            else {}
-        )
+        | (versus_context(data, correct_w, scored_w) if baseline else {})
     )
+    return HeldOutScores(report, np.asarray(data.held_out), scored_w, correct_w)
 
 
 CONTEXT_FIT_RECORDS = 20_000

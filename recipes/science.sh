@@ -60,7 +60,8 @@ mkdir -p "$OUT/logs" "$TEACHERS" "$ARCHIVE"
 archive() {
     (cd "$OUT" && find . \( \( -path "./pretrain/*" -o -path "./eval/*" -o -path "./dose/*" \) \
         \( -name val.csv -o -name held_out.json -o -name pretrain_config.json \
-        -o -name results.json -o -name usage.json \) -not -path "*/step-*" \
+        -o -name results.json -o -name usage.json -o -name held_out_windows.csv \) \
+        -not -path "*/step-*" \
         -o -path "./teachers/*.csv" -o -path "*.had.zarr/zarr.json" \) -print0 |
         xargs -0 -r cp --parents -t "$SCIENCE_ROOT/$ARCHIVE")
 }

@@ -94,6 +94,27 @@ def pretraining_table(root: Path) -> None:
             print(f"| {LABELS.get(arm, arm)} | {seed} | not scored yet | | | | | | |")
 
 
+def paired_table(root: Path) -> None:
+    """Each arm against reconstruction only (same seed), window by window on the same bases."""
+    from had_train.pretrain import HELD_OUT_WINDOWS_FILE, paired_difference
+
+    print("\n| arm | seed | masked-base accuracy minus reconstruction only's (95% CI) |")
+    print("|---|---:|---:|")
+    for run in runs(root):
+        arm, seed = arm_seed(run)
+        mlm = root / "pretrain" / f"mlm-s{seed}"
+        if arm == "mlm" or not (mlm / HELD_OUT_WINDOWS_FILE).exists():
+            continue
+        if not (run / HELD_OUT_WINDOWS_FILE).exists():
+            print(f"| {LABELS.get(arm, arm)} | {seed} | not scored yet |")
+            continue
+        d = paired_difference(run, mlm)
+        print(
+            f"| {LABELS.get(arm, arm)} | {seed} | {d['difference']:+.4f} "
+            f"({d['ci95'][0]:+.4f} to {d['ci95'][1]:+.4f}; {d['windows']} windows) |"
+        )
+
+
 def replicate_scores(results: Path, task: str, model: str, metric: str) -> list[float]:
     if not results.exists():
         return []
@@ -289,6 +310,7 @@ def main() -> None:
     parser.add_argument("--dose-plot", type=Path, default=None, help="the dose-response (PNG)")
     args = parser.parse_args()
     pretraining_table(args.root)
+    paired_table(args.root)
     for task, mode in (
         ("splice", "finetune"),
         ("splice", "linear"),

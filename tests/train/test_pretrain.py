@@ -22,7 +22,9 @@ from had_train.pretrain import (
     RunError,
     build_model,
     lr_at,
+    paired_difference,
     pretrain,
+    read_held_out_windows,
 )
 from tests.conftest import extract_store
 from tests.helpers import tiny_pretrain_config
@@ -99,6 +101,18 @@ def test_objectives_and_held_out_chunks(store: Path, tmp_path: Path) -> None:
         assert report == pytest.approx(
             _held_out_by_hand(HadStudentForPretraining.from_pretrained(final), data), rel=1e-5
         )
+        windows = read_held_out_windows(run)  # the same figure, window by window
+        assert windows["record"].tolist() == data.held_out.tolist()
+        assert windows["correct"].sum() / windows["scored"].sum() == pytest.approx(
+            report["reconstruction_accuracy"]
+        )
+    accuracy = {
+        o: json.loads((tmp_path / o / "held_out.json").read_text())["reconstruction_accuracy"]
+        for o in ("mlm", "distill")
+    }
+    paired = paired_difference(tmp_path / "mlm", tmp_path / "distill")
+    assert paired["difference"] == pytest.approx(accuracy["mlm"] - accuracy["distill"])
+    assert paired["ci95"][0] <= paired["difference"] <= paired["ci95"][1]
     with pytest.raises(ConfigError, match="holdout-chunks"):
         PretrainBatches(store, batch_size=8, holdout_chunks=data.attrs.n_chunks)
 
