@@ -857,8 +857,16 @@ def paired_difference(run_a: Path, run_b: Path) -> dict[str, Any]:
     a, b = read_held_out_windows(run_a), read_held_out_windows(run_b)
     if not (np.array_equal(a["record"], b["record"]) and np.array_equal(a["scored"], b["scored"])):
         raise ConfigError(f"{run_a} and {run_b} were not scored on the same held-out bases")
-    difference, low, high = ratio_interval(a["correct"] - b["correct"], a["scored"])
-    return {"difference": difference, "ci95": [low, high], "windows": len(a["record"])}
+    return accuracy_difference(a["correct"], b["correct"], a["scored"])
+
+
+def accuracy_difference(
+    correct_a: np.ndarray, correct_b: np.ndarray, scored: np.ndarray
+) -> dict[str, Any]:
+    """Accuracy of a minus b from per-window counts on the same bases, with its 95% interval
+    over windows (delta method, paired)."""
+    difference, low, high = ratio_interval(correct_a - correct_b, scored)
+    return {"difference": difference, "ci95": [low, high], "windows": len(scored)}
 
 
 def held_out_metrics(
@@ -979,11 +987,7 @@ def versus_context(
     report, (base_correct, base_scored) = context_baseline(data)
     out: dict[str, Any] = {"context_baseline": report}
     if len(scored) == len(base_scored) and np.array_equal(scored, base_scored):
-        lead, low, high = ratio_interval(correct - base_correct, scored)
-        out["versus_context"] = {
-            "difference": lead,
-            "ci95": [low, high],
-            "windows": len(scored),
-            "bases": int(scored.sum()),
+        out["versus_context"] = accuracy_difference(correct, base_correct, scored) | {
+            "bases": int(scored.sum())
         }
     return out
