@@ -5,6 +5,6 @@
 exported model's code runs without `had` installed.
 """
 
-from had_train.ops import gated_delta_rule, selective_scan
+from had_train.ops import gated_delta_rule, selective_scan, short_convolution
 
-__all__ = ["gated_delta_rule", "selective_scan"]
+__all__ = ["gated_delta_rule", "selective_scan", "short_convolution"]

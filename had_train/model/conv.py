@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ._ops import short_convolution
 
 
 class ShortConvolution(nn.Module):
@@ -12,8 +13,8 @@ class ShortConvolution(nn.Module):
     (mamba_ssm's `conv1d`).
 
     The weight lives in an `nn.Conv1d` ([C, 1, K], fla's and mamba_ssm's layout and state-dict
-    names), but the product is computed as K shifted multiply-adds: PyTorch's depthwise Conv1d
-    backward on CPU is ~15x slower than this.
+    names); the product runs in `short_convolution`, one autograd node with a hand-written
+    backward (PyTorch's depthwise `Conv1d` backward on CPU is ~15x slower).
     """
 
     def __init__(self, channels: int, kernel_size: int, bias: bool = False) -> None:
@@ -23,12 +24,4 @@ class ShortConvolution(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x: [B, L, C] -> [B, L, C]; position t sees t - kernel_size + 1 .. t only."""
-        length, kernel = x.shape[1], self.kernel_size
-        padded = F.pad(x, (0, 0, kernel - 1, 0))
-        weight = self.conv.weight[:, 0, :].to(x.dtype)  # [C, K]
-        out = padded[:, :length] * weight[:, 0]
-        if self.conv.bias is not None:
-            out = out + self.conv.bias.to(x.dtype)
-        for j in range(1, kernel):
-            out = out + padded[:, j : j + length] * weight[:, j]
-        return F.silu(out)
+        return short_convolution(x, self.conv.weight[:, 0, :], self.conv.bias)

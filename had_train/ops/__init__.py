@@ -14,6 +14,7 @@ from .selective_scan import (
     selective_scan_chunked,
     selective_scan_recurrent,
 )
+from .short_convolution import short_convolution
 
 
 def mixer_backends(device: torch.device | str) -> dict[str, str]:
@@ -35,4 +36,5 @@ __all__ = [
     "selective_scan_backend",
     "selective_scan_chunked",
     "selective_scan_recurrent",
+    "short_convolution",
 ]

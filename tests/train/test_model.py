@@ -143,17 +143,26 @@ def test_bidirectional_gdn_block_is_flip_equivariant() -> None:
         assert not torch.allclose(flipped, causal(ids).last_hidden_state.flip(1), atol=1e-3)
 
 
+@pytest.mark.parametrize("length", [1, 3, 11])
 @pytest.mark.parametrize("bias", [False, True])
-def test_short_convolution_is_a_causal_depthwise_conv(bias: bool) -> None:
-    """The shift-and-add short conv (GDN's without bias, Mamba's with) equals a left-padded
-    depthwise Conv1d with the same weight and bias, then SiLU."""
+def test_short_convolution_is_a_causal_depthwise_conv(bias: bool, length: int) -> None:
+    """The short conv (GDN's without bias, Mamba's with) equals a left-padded depthwise Conv1d
+    with the same weight and bias, then SiLU, forward and in every gradient (its backward is
+    hand-written), also for sequences shorter than the kernel."""
     torch.manual_seed(0)
-    conv = ShortConvolution(8, 4, bias=bias)
+    conv = ShortConvolution(8, 4, bias=bias).double()
     assert (conv.conv.bias is not None) == bias
-    x = torch.randn(2, 11, 8)
+    x = torch.randn(2, length, 8, dtype=torch.float64, requires_grad=True)
     padded = F.pad(x.transpose(1, 2), (3, 0))
-    reference = F.conv1d(padded, conv.conv.weight, conv.conv.bias, groups=8).transpose(1, 2)
-    torch.testing.assert_close(conv(x), F.silu(reference), rtol=1e-6, atol=1e-6)
+    reference = F.silu(F.conv1d(padded, conv.conv.weight, conv.conv.bias, groups=8)).transpose(1, 2)
+    out = conv(x)
+    torch.testing.assert_close(out, reference, rtol=1e-12, atol=1e-12)
+    grad = torch.randn_like(out)
+    params = [x, *conv.parameters()]
+    ours = torch.autograd.grad(out, params, grad)
+    theirs = torch.autograd.grad(reference, params, grad)
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("decoder", ["cross_attention", "linear"])
