@@ -165,12 +165,18 @@ def gated_delta_rule_chunked(
     decay = (cum_g[..., :, None] - cum_g[..., None, :]).masked_fill(~lower, float("-inf")).exp()
 
     t = unit_lower_inverse((beta[..., None] * (k @ k.mT) * decay).tril(-1))
-    exp_g = cum_g.exp()[..., None]
     u = t @ (beta[..., None] * v)  # [B, H, N, C, Dv]
-    w = t @ (beta[..., None] * k * exp_g)  # [B, H, N, C, Dk]
     attn = (q @ k.mT) * decay  # intra-chunk, causal incl. diagonal
     chunk_decay = cum_g[..., -1]  # G_C: [B, H, N]
     k_to_end = (k * (chunk_decay[..., None] - cum_g).exp()[..., None]).mT  # K^T: [.., Dk, C]
+    if n_chunks == 1 and initial_state is None:
+        # One chunk from a zero state (fine-tuning's short sequences): S = 0, so o = D u and
+        # S' = K^T u; w, the transition and the loop are not needed (op ~2x faster at L = 60).
+        o = (attn @ u).reshape(batch, heads, chunk_size, dv)[:, :, :length].movedim(1, 2)
+        final = (k_to_end @ u).view(batch, heads, dk, dv) if output_final_state else None
+        return o.to(out_dtype), final
+    exp_g = cum_g.exp()[..., None]
+    w = t @ (beta[..., None] * k * exp_g)  # [B, H, N, C, Dk]
     eye = torch.eye(dk, dtype=dtype, device=q.device)
     transition = chunk_decay.exp()[..., None, None] * eye - k_to_end @ w  # [B, H, N, Dk, Dk]
     update = k_to_end @ u  # [B, H, N, Dk, Dv]
