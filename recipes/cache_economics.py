@@ -3,6 +3,7 @@
     python recipes/cache_economics.py split OUT          # train.fa / eval.fa from the demo slice
     python recipes/cache_economics.py score OUT RUN      # held-out scores of one finished run
     python recipes/cache_economics.py table OUT [--plot PNG]
+    python recipes/cache_economics.py archive OUT DEST   # the small files the table needs
 
 `split` cuts the embedded chrX slice into a training part (all but its last TAIL_BP bases) and a
 held-out part (the last TAIL_BP), so every arm, stores and the online teacher alike, trains on
@@ -10,13 +11,17 @@ the same bases and none sees the held-out ones. `score` scores a run's final che
 reference store of the held-out part (fp16, the masked teacher: HAD's own targets), whatever
 store it trained on: alignment MSE and R^2 in the full teacher space, cosine, masked-base
 accuracy. `table` prints the markdown table of docs/results.md (mean +- sd over seeds, store
-bytes on disk, splice probe accuracy) and plots quality against bytes on disk.
+bytes on disk, splice probe accuracy) and plots quality against bytes on disk. `archive` copies
+what `table` reads (held-out scores, evaluation results, run configs and curves, the stores'
+attributes and their sizes in `stores/store_bytes.json`; no checkpoints, no features) to DEST,
+so the table can be rebuilt from DEST (the recipe keeps it in docs/) after the run folder is gone.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 from pathlib import Path
 
@@ -67,8 +72,36 @@ def score(out: Path, run: Path) -> dict:
     return report
 
 
+STORE_BYTES = "store_bytes.json"
+"""In an archive, the sizes of the stores it no longer holds: {store folder name: bytes}."""
+
+
 def _store_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+    files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else []
+    if any(p.name != "zarr.json" for p in files):  # a store, not an archive's attributes
+        return sum(p.stat().st_size for p in files)
+    recorded = path.parent / STORE_BYTES
+    if recorded.exists():
+        return json.loads(recorded.read_text()).get(path.name, 0)
+    return 0
+
+
+ARCHIVED = ("heldout_reference.json", "pretrain_config.json", "val.csv", "usage.json")
+
+
+def archive(out: Path, dest: Path) -> None:
+    """Copy the small files `table` reads from OUT to DEST (see the module docstring)."""
+    sizes = {s.name: _store_bytes(s) for s in sorted((out / "stores").glob("*.had.zarr"))}
+    (dest / "stores").mkdir(parents=True, exist_ok=True)
+    (dest / "stores" / STORE_BYTES).write_text(json.dumps(sizes, indent=2) + "\n")
+    wanted = [s / "zarr.json" for s in (out / "stores").glob("*.had.zarr")]
+    wanted += [r / name for r in (out / "pretrain").glob("*-s*") for name in ARCHIVED]
+    wanted += list((out / "eval").glob("*/results.json"))
+    for source in wanted:
+        if source.is_file():
+            target = dest / source.relative_to(out)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
 
 
 def _splice(out: Path, run: str) -> float | None:
@@ -169,9 +202,9 @@ def table(out: Path, plot: Path | None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["split", "score", "table"])
+    parser.add_argument("command", choices=["split", "score", "table", "archive"])
     parser.add_argument("out", type=Path)
-    parser.add_argument("run", type=Path, nargs="?")
+    parser.add_argument("run", type=Path, nargs="?", help="score: the run; archive: DEST")
     parser.add_argument("--plot", type=Path, default=None)
     args = parser.parse_args()
     if args.command == "split":
@@ -180,6 +213,10 @@ def main() -> None:
         if args.run is None:
             parser.error("score needs RUN")
         print(json.dumps(score(args.out, args.run)))
+    elif args.command == "archive":
+        if args.run is None:
+            parser.error("archive needs DEST")
+        archive(args.out, args.run)
     else:
         table(args.out, args.plot)
 

@@ -3,6 +3,7 @@
 #
 #   bash recipes/cache_economics.sh                    # resumable: rerun to continue
 #   python recipes/cache_economics.py table runs/cache_econ --plot docs/results_cache_econ.png
+#   python recipes/cache_economics.py table docs/cache_econ_runs    # the same from the archive
 #
 # Six ways to feed the same student the same compute (STEPS x BATCH windows, AdamW lr 2e-3,
 # SEEDS), on the embedded chrX slice with the demo teacher (D = 192):
@@ -40,6 +41,12 @@ BATCH=${BATCH:-8}
 SEEDS=${SEEDS:-"0 1"}
 REPLICATES=${REPLICATES:-3}
 MAX_WINDOWS=${MAX_WINDOWS:-}
+# The small files the table is made from, copied into the repository after every job: run
+# folders need not outlive a session, the figures must.
+# (a run elsewhere, such as the tiny check above, archives beside itself)
+default_archive=$OUT/archive
+[ "$OUT" = runs/cache_econ ] && default_archive=docs/cache_econ_runs
+ARCHIVE=${ARCHIVE:-$default_archive}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 HIDDEN=$("$PY" -c "import json; print(json.load(open('had_cache/assets/demo_teacher/config.json'))['hidden_size'])")
 PCA_DIM=$((HIDDEN / 4))
@@ -81,6 +88,7 @@ job() {  # arm seed source-options... -> pretrain (or resume), score, probe on s
     nice -n 19 "$BIN/had-train" eval --checkpoint "$run" --tasks splice --mode linear \
         --replicates "$REPLICATES" --pooling center --no-tsne --models student \
         --out "$OUT/eval/$arm-s$seed" > "$OUT/logs/eval-$arm-s$seed.log" 2>&1
+    "$PY" recipes/cache_economics.py archive "$OUT" "$ARCHIVE"
 }
 
 arms() {  # seed -> the six arms, one line each
@@ -103,4 +111,5 @@ done; }
 lane 0 &
 lane 1
 wait
+"$PY" recipes/cache_economics.py archive "$OUT" "$ARCHIVE"
 "$PY" recipes/cache_economics.py table "$OUT"
