@@ -149,8 +149,11 @@ def downstream_table(root: Path, task: str, mode: str) -> None:
 
 def dose_rows(root: Path) -> list[dict]:
     """One row per teacher: its strength and HAD's held-out and fine-tuned figures (seed 0)."""
+    from had_train.pretrain import HELD_OUT_WINDOWS_FILE, paired_difference
+
     rows = []
-    mlm = root / "pretrain" / "mlm-s0" / "held_out.json"
+    mlm_run = root / "pretrain" / "mlm-s0"
+    mlm = mlm_run / "held_out.json"
     mlm_recon = json.loads(mlm.read_text())["reconstruction_accuracy"] if mlm.exists() else None
     mlm_acc = replicate_scores(
         root / "eval" / "splice-finetune" / "mlm-s0" / "results.json",
@@ -175,9 +178,14 @@ def dose_rows(root: Path) -> list[dict]:
             "student",
             "accuracy",
         )
+        # the same windows and masks in every store, so the runs pair window by window
+        paired = (root / run / HELD_OUT_WINDOWS_FILE).exists() and (
+            mlm_run / HELD_OUT_WINDOWS_FILE
+        ).exists()
         rows.append(
             {
                 "teacher": teacher,
+                "recon_gain_ci": paired_difference(root / run, mlm_run)["ci95"] if paired else None,
                 "gate_accuracy": gate.get("accuracy"),
                 "teacher_base_accuracy": h.get("teacher_base_accuracy"),
                 "recon": h.get("reconstruction_accuracy"),
@@ -196,7 +204,7 @@ def dose_table(root: Path) -> None:
     print("\ndose-response: HAD (seed 0) by teacher strength; gains are over reconstruction only\n")
     print(
         "| teacher | masked-6-mer accuracy (gate) | its masked-base accuracy | HAD held-out "
-        "masked-base accuracy | gain over recon only | align R² | splice fine-tuned accuracy "
+        "masked-base accuracy | gain over recon only (95% CI, windows) | align R² | splice fine-tuned accuracy "
         "| gain over recon only |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -206,6 +214,8 @@ def dose_table(root: Path) -> None:
 
     for r in dose_rows(root):
         gain = "–" if r["recon_gain"] is None else f"{r['recon_gain']:+.4f}"
+        if r["recon_gain_ci"]:
+            gain += " ({:+.4f} to {:+.4f})".format(*r["recon_gain_ci"])
         sgain = "–" if r["splice_gain"] is None else f"{r['splice_gain']:+.4f}"
         print(
             f"| {r['teacher']} | {f(r['gate_accuracy'])} | {f(r['teacher_base_accuracy'])} "
@@ -292,6 +302,10 @@ def dose_plot(root: Path, path: Path) -> None:
         if points:
             ordered = sorted(points)
             ax.plot([x for x, _, _ in ordered], [y for _, y, _ in ordered], marker="o")
+            for r in rows:
+                if key == "recon_gain" and r["recon_gain_ci"] and r[key] is not None:
+                    low, high = r["recon_gain_ci"]
+                    ax.vlines(r["gate_accuracy"], low, high, color="C0", lw=1.5)
             for x, y, name in points:
                 ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.axhline(0, color="k", lw=0.8)
