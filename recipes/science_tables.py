@@ -195,6 +195,12 @@ def dose_rows(root: Path) -> list[dict]:
                 "splice_gain": statistics.mean(acc) - statistics.mean(mlm_acc)
                 if acc and mlm_acc
                 else None,
+                # replicate r of every model is tested on the same split: paired differences
+                "splice_gain_sd": statistics.stdev(
+                    [a - b for a, b in zip(acc, mlm_acc, strict=True)]
+                )
+                if len(acc) == len(mlm_acc) > 1
+                else None,
             }
         )
     return rows
@@ -205,7 +211,7 @@ def dose_table(root: Path) -> None:
     print(
         "| teacher | masked-6-mer accuracy (gate) | its masked-base accuracy | HAD held-out "
         "masked-base accuracy | gain over recon only (95% CI, windows) | align R² | splice fine-tuned accuracy "
-        "| gain over recon only |"
+        "| gain over recon only (± sd of the paired replicate differences) |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
 
@@ -217,6 +223,8 @@ def dose_table(root: Path) -> None:
         if r["recon_gain_ci"]:
             gain += " ({:+.4f} to {:+.4f})".format(*r["recon_gain_ci"])
         sgain = "–" if r["splice_gain"] is None else f"{r['splice_gain']:+.4f}"
+        if r["splice_gain_sd"] is not None:
+            sgain += f" ± {r['splice_gain_sd']:.4f}"
         print(
             f"| {r['teacher']} | {f(r['gate_accuracy'])} | {f(r['teacher_base_accuracy'])} "
             f"| {f(r['recon'])} | {gain} | {f(r['align_r2'])} | {pm(r['splice'])} | {sgain} |"
@@ -293,7 +301,7 @@ def dose_plot(root: Path, path: Path) -> None:
     if not rows:
         print(f"\nno dose-response plot: no teacher store under {root} yet")
         return
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharex=True)
     for ax, key, label in (
         (axes[0], "recon_gain", "held-out masked-base accuracy"),
         (axes[1], "splice_gain", "splice fine-tuned accuracy"),
@@ -302,10 +310,13 @@ def dose_plot(root: Path, path: Path) -> None:
         if points:
             ordered = sorted(points)
             ax.plot([x for x, _, _ in ordered], [y for _, y, _ in ordered], marker="o")
-            for r in rows:
+            for r in rows:  # the held-out gain's 95% CI; the splice gain's replicate sd
                 if key == "recon_gain" and r["recon_gain_ci"] and r[key] is not None:
                     low, high = r["recon_gain_ci"]
                     ax.vlines(r["gate_accuracy"], low, high, color="C0", lw=1.5)
+                if key == "splice_gain" and r["splice_gain_sd"] is not None:
+                    sd = r["splice_gain_sd"]
+                    ax.vlines(r["gate_accuracy"], r[key] - sd, r[key] + sd, color="C0", lw=1.5)
             for x, y, name in points:
                 ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.axhline(0, color="k", lw=0.8)
