@@ -303,8 +303,8 @@ def dose_plot(root: Path, path: Path) -> None:
         return
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharex=True)
     for ax, key, label in (
-        (axes[0], "recon_gain", "held-out masked-base accuracy"),
-        (axes[1], "splice_gain", "splice fine-tuned accuracy"),
+        (axes[0], "recon_gain", "held-out masked-base accuracy\n(bars: 95% CI over windows)"),
+        (axes[1], "splice_gain", "splice fine-tuned accuracy\n(bars: sd of 3 paired replicates)"),
     ):
         points = [(r["gate_accuracy"], r[key], r["teacher"]) for r in rows if r[key] is not None]
         if points:
