@@ -6,15 +6,16 @@
 #   python recipes/science_tables.py runs/science --plot docs/results_pretraining.png \
 #       --dose-plot docs/results_dose.png
 #
-# On this 2-core CPU the whole recipe is many hours (a pretraining run of 1,200 steps x 8
-# windows is ~1 h on one idle core; fine-tuning one model on splice ~10 min, on oct4_mafk ~1 h),
+# On this 2-core CPU the whole recipe is many hours (a pretraining run of 800 steps x 8 windows
+# is 45-60 min on one of two busy cores; fine-tuning one model on splice, 3 replicates, 25-40
+# min; on oct4_mafk ~1 h or more),
 # so it spans sessions: every job skips what is done and resumes what is not, and the phases
 # are ordered so that each one adds a finished comparison. With a GPU the same commands run
 # there (--device auto).
 #
 # The store: every N-free 1,020-bp window of the embedded chrX slice (9,313), the demo teacher's
 # final layer, and its predictions at the masked groups (--predictions 16: top-16 6-mers and
-# per-base marginals, for the had-soft arm). Pretraining (every arm): 1,200 steps x 8 windows,
+# per-base marginals, for the had-soft arm). Pretraining (every arm): STEPS (800) x 8 windows,
 # AdamW lr 2e-3, the last 2 chunks (353 windows) held out and scored every 200 steps
 # (alignment, masked-base accuracy; the context-count baseline and the teacher's own guess at
 # the end). Fine-tuning: centre pooling on splice (mean on oct4_mafk, whose peaks are not
