@@ -302,21 +302,32 @@ def dose_plot(root: Path, path: Path) -> None:
         print(f"\nno dose-response plot: no teacher store under {root} yet")
         return
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharex=True)
-    for ax, key, label in (
-        (axes[0], "recon_gain", "held-out masked-base accuracy\n(bars: 95% CI over windows)"),
-        (axes[1], "splice_gain", "splice fine-tuned accuracy\n(bars: sd of 3 paired replicates)"),
+
+    def splice_bar(r: dict) -> tuple[float, float] | None:
+        sd = r["splice_gain_sd"]
+        return None if sd is None else (r["splice_gain"] - sd, r["splice_gain"] + sd)
+
+    for ax, key, label, bar in (
+        (
+            axes[0],
+            "recon_gain",
+            "held-out masked-base accuracy\n(bars: 95% CI over windows)",
+            lambda r: r["recon_gain_ci"],
+        ),
+        (
+            axes[1],
+            "splice_gain",
+            "splice fine-tuned accuracy\n(bars: sd of 3 paired replicates)",
+            splice_bar,
+        ),
     ):
         points = [(r["gate_accuracy"], r[key], r["teacher"]) for r in rows if r[key] is not None]
         if points:
             ordered = sorted(points)
             ax.plot([x for x, _, _ in ordered], [y for _, y, _ in ordered], marker="o")
-            for r in rows:  # the held-out gain's 95% CI; the splice gain's replicate sd
-                if key == "recon_gain" and r["recon_gain_ci"] and r[key] is not None:
-                    low, high = r["recon_gain_ci"]
-                    ax.vlines(r["gate_accuracy"], low, high, color="C0", lw=1.5)
-                if key == "splice_gain" and r["splice_gain_sd"] is not None:
-                    sd = r["splice_gain_sd"]
-                    ax.vlines(r["gate_accuracy"], r[key] - sd, r[key] + sd, color="C0", lw=1.5)
+            for r in rows:
+                if r[key] is not None and (bounds := bar(r)):
+                    ax.vlines(r["gate_accuracy"], *bounds, color="C0", lw=1.5)
             for x, y, name in points:
                 ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.axhline(0, color="k", lw=0.8)
