@@ -31,6 +31,9 @@
 #    had-s0), same windows and masks; HAD's gain over reconstruction only (teacher-free: mlm-s0)
 # d  the arms again with pretraining seed 1, fine-tuned and probed on splice
 # e  oct4_mafk: baselines and every finished arm, fine-tuned and probed
+# f  dose-response, a stronger teacher: the demo shape trained STRONG_STEPS (5,000) steps, resumable
+#    (5-7 h on one core; checkpoints every 100 steps), its store, HAD from it (seed 0), splice.
+#    It runs in one lane, so a second copy of the recipe (PHASES=e) can use the other.
 # Two lanes run side by side, one thread each, at the lowest CPU priority.
 set -euo pipefail
 # Run from a snapshot of this file: bash reads a script as it goes, so editing the recipe while
@@ -48,7 +51,8 @@ STEPS=${STEPS:-800}  # ~40 min per arm on an idle core (2.9 s/step): a session's
 # the four seed-0 arms and their splice evaluations (the first attempt, 2,400 steps, did not)
 ARMS=${ARMS:-"had mlm distill had-soft"}
 REPLICATES=${REPLICATES:-3}
-PHASES=${PHASES:-"a b c d e"}
+PHASES=${PHASES:-"a b c d e f"}
+STRONG_STEPS=${STRONG_STEPS:-5000}
 STORE=$OUT/chrX_demo_pred.had.zarr
 TEACHERS=$OUT/teachers
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -63,16 +67,20 @@ archive() {
         \( -name val.csv -o -name held_out.json -o -name pretrain_config.json \
         -o -name results.json -o -name usage.json -o -name held_out_windows.csv \) \
         -not -path "*/step-*" \
-        -o -path "./teachers/*.csv" -o -path "*.had.zarr/zarr.json" \) -print0 |
+        -o -path "./teachers/*.csv" -o -path "./teachers/*/training_summary.json" \
+        -o -path "*.had.zarr/zarr.json" \) -print0 |
         xargs -0 -r cp --parents -t "$SCIENCE_ROOT/$ARCHIVE")
 }
 
 want() { [[ " $PHASES " == *" $1 "* ]]; }
 
 # Run each "name command" line of stdin at nice 19 into $OUT/logs/<name>.log, starting one only
-# while fewer than two had-train jobs run on this machine (a second copy of the recipe, or a run
-# left from an earlier one, counts too).
-busy() { pgrep -fc "^[^ ]*python[^ ]* [^ ]*had-train (pretrain|eval)" || true; }
+# while fewer than two jobs (had-train, or a teacher's training) run on this machine (a second
+# copy of the recipe, or a run left from an earlier one, counts too).
+busy() {
+    pgrep -fc "^[^ ]*python[^ ]* ([^ ]*had-train (pretrain|eval)|scripts/train_demo_teacher.py)" ||
+        true
+}
 lanes() {
     while read -r name cmd; do
         while [ "$(busy)" -ge 2 ]; do sleep 20; done
@@ -168,6 +176,20 @@ if want e; then
         baselines oct4_mafk
         for run in "$OUT"/pretrain/*-s*; do student_evals oct4_mafk "$run" "$(basename "$run")"; done
     } | lanes
+    archive
+fi
+if want f; then
+    strong=$TEACHERS/steps$STRONG_STEPS
+    # one lane; resumes from its checkpoint (train_demo_teacher.py --resume) after an interruption
+    echo "teacher-steps$STRONG_STEPS [ -f $strong/model.safetensors ] || { r=; \
+[ -f $strong.checkpoint.pt ] && r=--resume; $BIN/python \
+scripts/train_demo_teacher.py --max-steps $STRONG_STEPS --threads 1 --checkpoint-every 100 \
+--out $strong --log $TEACHERS/steps$STRONG_STEPS.csv \$r; }" | lanes
+    store "$strong" "$OUT/dose/steps$STRONG_STEPS.had.zarr"
+    pretrain "$OUT/dose/steps$STRONG_STEPS.had.zarr" "$OUT/dose/steps$STRONG_STEPS/had-s0" had 0 |
+        lanes
+    student_evals splice "$OUT/dose/steps$STRONG_STEPS/had-s0" "dose-steps$STRONG_STEPS" |
+        grep finetune | lanes
     archive
 fi
 "$BIN/python" recipes/science_tables.py "$OUT"

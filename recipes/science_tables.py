@@ -147,6 +147,34 @@ def downstream_table(root: Path, task: str, mode: str) -> None:
             print(f"| {label} | {pm(acc)} | {pm(replicate_scores(base, task, model, 'mcc'))} |")
 
 
+DEMO_TEACHER_STEPS = 1803
+"""Training steps of the shipped demo teacher (its training_summary.json)."""
+
+
+def dose_teachers(root: Path) -> list[tuple[str, str, str, str]]:
+    """(label, store, HAD run, eval name) per teacher, weakest first: random weights, then by
+    training steps (science.sh's dose/steps<N> teachers and the demo teacher, a's had-s0)."""
+    trained = {
+        DEMO_TEACHER_STEPS: (
+            "demo (1,803 steps)",
+            "chrX_demo_pred.had.zarr",
+            "pretrain/had-s0",
+            "had-s0",
+        )
+    }
+    for store in (root / "dose").glob("steps*.had.zarr"):
+        name = store.name.removesuffix(".had.zarr")
+        steps = int(name.removeprefix("steps"))
+        trained[steps] = (
+            f"{steps:,} steps",
+            f"dose/{name}.had.zarr",
+            f"dose/{name}/had-s0",
+            f"dose-{name}",
+        )
+    random = ("random weights", "dose/random.had.zarr", "dose/random/had-s0", "dose-random")
+    return [random] + [trained[n] for n in sorted(trained)]
+
+
 def dose_rows(root: Path) -> list[dict]:
     """One row per teacher: its strength and HAD's held-out and fine-tuned figures (seed 0)."""
     from had_train.pretrain import HELD_OUT_WINDOWS_FILE, paired_difference
@@ -161,11 +189,7 @@ def dose_rows(root: Path) -> list[dict]:
         "student",
         "accuracy",
     )
-    for teacher, store, run, evals in (
-        ("random weights", "dose/random.had.zarr", "dose/random/had-s0", "dose-random"),
-        ("300 steps", "dose/steps300.had.zarr", "dose/steps300/had-s0", "dose-steps300"),
-        ("demo (1,803 steps)", "chrX_demo_pred.had.zarr", "pretrain/had-s0", "had-s0"),
-    ):
+    for teacher, store, run, evals in dose_teachers(root):
         attrs = root / store / "zarr.json"
         if not attrs.exists():
             continue

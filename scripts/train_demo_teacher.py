@@ -16,6 +16,12 @@ two CPU threads. Training stops after `--minutes` of wall time, and the learning
 runs on the elapsed fraction of that budget (or on steps when `--max-steps` is given), so the
 number of steps depends on the machine's speed; every other random choice follows `--seed`.
 
+Long runs resume: every `--checkpoint-every` steps the model, optimizer, random states, step,
+training time and running loss go to `<out>.checkpoint.pt` (written whole, then renamed), and
+`--resume` continues from it; by steps (`--max-steps`) the resumed run equals an uninterrupted
+one bit for bit (tested), by wall time the schedule continues from the training time spent.
+The checkpoint is deleted once the finished teacher is saved.
+
 At the end the script saves float16 safetensors plus the tokenizer files and
 `training_summary.json`, reloads the folder with `AutoModelForMaskedLM.from_pretrained(folder,
 dtype=torch.float32)`, refuses to finish if any weight is missing, unexpected or newly
@@ -25,6 +31,7 @@ the most frequent 6-mer of the training part for every masked token.
 
     python scripts/train_demo_teacher.py --independent-fasta grch37_chrX_first70Mb.fa.gz
     python scripts/train_demo_teacher.py --minutes 1 --out /tmp/t --log /tmp/t.csv   # smoke run
+    python scripts/train_demo_teacher.py --max-steps 6000 --out T --log T.csv [--resume]
 
 The FASTA reader, the N rule and tiling, the `<cls>` rule, the learning-rate curve, the
 weight-decay groups and the masked-6-mer accuracy are the library's (`had_cache.windows`,
@@ -39,6 +46,7 @@ import copy
 import csv
 import dataclasses
 import json
+import os
 import random
 import shutil
 import sys
@@ -214,6 +222,44 @@ def save_and_reload(model: EsmForMaskedLM, folder: Path) -> tuple[EsmForMaskedLM
     return loaded.eval(), {k: list(v) for k, v in info.items()}
 
 
+CHECKPOINT_KEYS = (
+    "seed",
+    "batch",
+    "lr",
+    "warmup",
+    "lr_floor",
+    "weight_decay",
+    "max_steps",
+    "minutes",
+    "hidden",
+    "layers",
+    "heads",
+    "intermediate",
+    "slice",
+)
+"""Options a resumed run must share with the run it continues (the rest may change)."""
+
+
+def checkpoint_path(out: Path) -> Path:
+    return out.with_name(out.name + ".checkpoint.pt")
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write whole, then rename: a crash mid-write leaves the previous checkpoint intact."""
+    partial = path.with_name(path.name + ".tmp")
+    torch.save(state, partial)
+    os.replace(partial, path)
+
+
+def resume_log(log: Path, step: int) -> list[list[str]]:
+    """The log's rows up to `step`: rows written after the checkpoint will be written again."""
+    if not log.exists():
+        return []
+    with log.open(newline="") as fh:
+        rows = list(csv.reader(fh))[1:]
+    return [row for row in rows if int(row[0]) <= step]
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options; the defaults reproduce the committed teacher (modulo step count)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -229,8 +275,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--independent-region", default=DEFAULT_INDEPENDENT_REGION, help="1-based, inclusive"
     )
-    p.add_argument("--minutes", type=float, default=75.0, help="wall-time budget for training")
-    p.add_argument("--max-steps", type=int, default=0, help="if > 0, schedule and stop by steps")
+    p.add_argument(
+        "--minutes", type=float, default=75.0, help="wall-time budget (without --max-steps)"
+    )
+    p.add_argument(
+        "--max-steps", type=int, default=0, help="if > 0, schedule and stop by steps, not time"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-seed", type=int, default=1234, help="mask seed of the evaluations")
     p.add_argument("--eval-windows", type=int, default=1000)
@@ -246,6 +296,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--heads", type=int, default=shape["num_attention_heads"])
     p.add_argument("--intermediate", type=int, default=shape["intermediate_size"])
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=200,
+        help="steps between resumable checkpoints (<out>.checkpoint.pt); 0: none",
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue from <out>.checkpoint.pt (same options)"
+    )
     return p.parse_args(argv)
 
 
@@ -286,15 +345,39 @@ def main(argv: list[str] | None = None) -> None:
     budget = args.minutes * 60.0
     step = 0
     run_loss, run_n = 0.0, 0
-    t0 = time.monotonic()
+    spent = 0.0  # training seconds of the runs this one continues
+    resumed_at: list[int] = []
+    ckpt = checkpoint_path(args.out)
+    options = {k: str(getattr(args, k)) for k in CHECKPOINT_KEYS}
+    log_rows: list[list[str]] = []
+    if ckpt.exists() and not args.resume:
+        raise SystemExit(f"{ckpt} holds an interrupted run: add --resume, or delete it")
+    if args.resume:
+        if not ckpt.exists():
+            raise SystemExit(f"--resume: no checkpoint at {ckpt}")
+        state = torch.load(ckpt, weights_only=True)
+        changed = {k: (v, options[k]) for k, v in state["options"].items() if options[k] != v}
+        if changed:
+            raise SystemExit(f"--resume: options differ from the checkpoint's: {changed}")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        step, spent = state["step"], state["spent"]
+        run_loss, run_n = state["run_loss"], state["run_n"]
+        resumed_at = [*state["resumed_at"], step]
+        log_rows = resume_log(args.log, step)
+        print(f"resumed from {ckpt} at step {step} ({spent / 60:.1f} min trained)", flush=True)
+    t0 = time.monotonic() - spent
     with args.log.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["step", "loss", "lr", "elapsed_s", "tokens_seen"])
+        writer.writerows(log_rows)
         model.train()
         while True:
             elapsed = time.monotonic() - t0
             progress = step / args.max_steps if args.max_steps > 0 else elapsed / budget
-            if progress >= 1.0 or elapsed >= budget:
+            if progress >= 1.0:
                 break
             lr = args.lr * warmup_cosine_fraction(progress, args.warmup, args.lr_floor)
             for group in opt.param_groups:
@@ -318,6 +401,21 @@ def main(argv: list[str] | None = None) -> None:
                 fh.flush()
                 print("step {} loss {} lr {} elapsed {}s".format(*row), flush=True)
                 run_loss, run_n = 0.0, 0
+            if args.checkpoint_every > 0 and step % args.checkpoint_every == 0:
+                fh.flush()
+                state = {
+                    "options": options,
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "numpy_rng": rng.bit_generator.state,
+                    "torch_rng": torch.get_rng_state(),
+                    "step": step,
+                    "spent": time.monotonic() - t0,
+                    "run_loss": run_loss,
+                    "run_n": run_n,
+                    "resumed_at": resumed_at,
+                }
+                save_checkpoint(ckpt, state)
     train_s = time.monotonic() - t0
     print(f"trained {step} steps in {train_s / 60:.1f} min", flush=True)
 
@@ -350,6 +448,7 @@ def main(argv: list[str] | None = None) -> None:
         "parameters": n_params,
         "config": {k: getattr(model.config, k) for k in ntv2.NTV2_500M},
         "steps": step,
+        "resumed_at_steps": resumed_at,
         "batch": args.batch,
         "window_bp": WINDOW_BP,
         "tokens_per_window": n_tokens,
@@ -398,6 +497,7 @@ def main(argv: list[str] | None = None) -> None:
     (tmp / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     shutil.rmtree(args.out, ignore_errors=True)
     tmp.rename(args.out)
+    ckpt.unlink(missing_ok=True)
     print(f"wrote {args.out}", flush=True)
 
 
