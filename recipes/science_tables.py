@@ -32,12 +32,14 @@ BASELINES = {
 }
 
 
-def pm(values: list[float]) -> str:
+def pm(values: list[float], sign: str = "") -> str:
+    """mean ± sample sd (n); sign="+" for differences."""
     if not values:
         return "–"
+    mean = f"{statistics.mean(values):{sign}.4f}"
     if len(values) == 1:
-        return f"{values[0]:.4f} (n = 1)"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} (n = {len(values)})"
+        return f"{mean} (n = 1)"
+    return f"{mean} ± {statistics.stdev(values):.4f} (n = {len(values)})"
 
 
 def runs(root: Path) -> list[Path]:
@@ -123,28 +125,43 @@ def replicate_scores(results: Path, task: str, model: str, metric: str) -> list[
     return [r[metric] for r in entry["replicates"]] if entry else []
 
 
+def by_replicate(results: Path, task: str, model: str, metric: str) -> dict[int, float]:
+    """{replicate index: score}: replicate r of every model is tested on the same split."""
+    if not results.exists():
+        return {}
+    record = json.loads(results.read_text())
+    entry = record["tasks"].get(task, {}).get("models", {}).get(model)
+    return {r["replicate"]: r[metric] for r in entry["replicates"]} if entry else {}
+
+
 def downstream_table(root: Path, task: str, mode: str) -> None:
+    """Mean ± sd per model, and each model minus random init on the same splits (paired)."""
     folder = root / "eval" / f"{task}-{mode}"
+    base = folder / "baselines" / "results.json"
+    random_init = by_replicate(base, task, "student", "accuracy")
     print(f"\n{task}, {mode} (mean ± sample std over pretraining seeds x evaluation replicates)\n")
-    print("| model | accuracy | MCC |")
-    print("|---|---:|---:|")
+    print("| model | accuracy | MCC | accuracy minus random init's, same split (mean ± sd) |")
+    print("|---|---:|---:|---:|")
+
+    def row(label: str, results: list[Path], model: str = "student") -> None:
+        acc, mcc, gain = [], [], []
+        for path in results:
+            scores = by_replicate(path, task, model, "accuracy")
+            acc += scores.values()
+            mcc += by_replicate(path, task, model, "mcc").values()
+            gain += [v - random_init[r] for r, v in scores.items() if r in random_init]
+        gain_text = "–" if model == "student" and results == [base] else pm(gain, "+")
+        print(f"| {label} | {pm(acc)} | {pm(mcc)} | {gain_text} |")
+
     for arm in ARMS:
-        acc, mcc = [], []
-        for run in (r for r in runs(root) if arm_seed(r)[0] == arm):
-            results = folder / run.name / "results.json"
-            acc += replicate_scores(results, task, "student", "accuracy")
-            mcc += replicate_scores(results, task, "student", "mcc")
-        print(f"| {LABELS[arm]} | {pm(acc)} | {pm(mcc)} |")
+        arm_runs = [r for r in runs(root) if arm_seed(r)[0] == arm]
+        row(LABELS[arm], [folder / r.name / "results.json" for r in arm_runs] or [folder / "none"])
     attention = folder / "attention" / "results.json"
     if attention.exists():
-        acc = replicate_scores(attention, task, "student", "accuracy")
-        mcc = replicate_scores(attention, task, "student", "mcc")
-        print(f"| no pretraining, attention pooling | {pm(acc)} | {pm(mcc)} |")
-    base = folder / "baselines" / "results.json"
+        row("no pretraining, attention pooling", [attention])
     for model, label in BASELINES.items():
-        acc = replicate_scores(base, task, model, "accuracy")
-        if acc or model == "student":
-            print(f"| {label} | {pm(acc)} | {pm(replicate_scores(base, task, model, 'mcc'))} |")
+        if by_replicate(base, task, model, "accuracy") or model == "student":
+            row(label, [base], model)
 
 
 DEMO_TEACHER_STEPS = 1803
