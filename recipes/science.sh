@@ -32,7 +32,7 @@
 # d  the arms again with pretraining seed 1, fine-tuned and probed on splice
 # e  oct4_mafk: baselines and every finished arm, fine-tuned and probed
 # f  dose-response, a stronger teacher: the demo shape trained STRONG_STEPS (5,000) steps, resumable
-#    (5-7 h on one core; checkpoints every 100 steps), its store, HAD from it (seed 0), splice.
+#    (3-5 h on one core; checkpoints every 100 steps), its store, HAD from it (seed 0), splice.
 #    It runs in one lane, so a second copy of the recipe (PHASES=e) can use the other.
 # Two lanes run side by side, one thread each, at the lowest CPU priority.
 set -euo pipefail
